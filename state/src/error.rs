@@ -1,0 +1,141 @@
+//! The state crate's one error type.
+
+use std::path::PathBuf;
+
+use crate::model::Position;
+
+/// Everything that can go wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process (usually a running daemon) holds the database.
+    #[error(
+        "the data dir {dir} is in use by another nifty process{holder}; stop it, or talk to it \
+         with `--api URL` (for example `nifty status --api http://127.0.0.1:8640`)",
+        holder = holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The data dir whose lock is held.
+        dir: PathBuf,
+        /// What the lock file says about its holder, when it says anything.
+        holder: Option<String>,
+    },
+
+    /// The data dir could not be created, locked or read.
+    #[error("cannot use data dir {dir}: {source}")]
+    DataDir {
+        /// The data dir.
+        dir: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The database was written by a nifty with a schema this build does not know.
+    #[error(
+        "the store in {dir} has schema version {found}, this nifty supports version {supported}; \
+         use a matching nifty build"
+    )]
+    UnknownSchema {
+        /// The data dir.
+        dir: PathBuf,
+        /// The version stored in the database.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// The database has data but no schema version: not a nifty store, or a damaged one.
+    #[error(
+        "the data dir {dir} holds a database without a nifty schema version; refusing to guess"
+    )]
+    MissingSchema {
+        /// The data dir.
+        dir: PathBuf,
+    },
+
+    /// sled itself failed (I/O, corruption).
+    #[error("store I/O error: {0}")]
+    Sled(#[from] sled::Error),
+
+    /// A record could not be encoded (a bug: every record type is encodable).
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's complaint.
+        reason: String,
+    },
+
+    /// A stored record could not be decoded.
+    #[error("corrupt {tree} record at key {key}: {reason}")]
+    Corrupt {
+        /// The tree the record lives in.
+        tree: &'static str,
+        /// The key, hex encoded.
+        key: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A commit would move a cursor backwards; only an explicit rewind may.
+    #[error(
+        "cursor {source_name} is at {current}; moving it to {requested} would go backwards \
+         (use `nifty cursor rewind` to do that on purpose)"
+    )]
+    CursorBackwards {
+        /// The cursor's source name.
+        source_name: String,
+        /// Where the cursor is now.
+        current: Position,
+        /// Where the caller asked it to go.
+        requested: Position,
+    },
+
+    /// A rewind asked for a position ahead of the cursor.
+    #[error(
+        "cursor {source_name} is at {current}; {requested} is ahead of it, so that is not a rewind \
+         (use `nifty cursor set`)"
+    )]
+    NotARewind {
+        /// The cursor's source name.
+        source_name: String,
+        /// Where the cursor is now.
+        current: Position,
+        /// Where the caller asked it to go.
+        requested: Position,
+    },
+
+    /// A rewind named a cursor that does not exist.
+    #[error("no cursor named {0:?} in the store")]
+    NoSuchCursor(String),
+
+    /// A token that the caller expected in the store is not there.
+    #[error("no token {0} in the store")]
+    NoSuchToken(String),
+
+    /// A value given to the store is out of its domain (bad token id text, bad address...).
+    #[error("invalid {what}: {value:?}: {reason}")]
+    Invalid {
+        /// What kind of value.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl StateError {
+    /// True when trying the same operation again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StateError::InUse { .. }
+                | StateError::Sled(sled::Error::Io(_))
+                | StateError::DataDir { .. }
+        )
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -1,0 +1,24 @@
+//! nifty's embedded store.
+//!
+//! One sled database under the data dir holds every tree of DESIGN.md's data model:
+//! `tokens`, `contracts`, `cursors`, `pins`, `outbox`, `runs` and `counters`, plus a schema
+//! version. A page from a source commits its tokens, their outbox items, the advanced cursor
+//! and the counters in one transaction, so a crash leaves the store before or after the
+//! page and never between. Dashboard reads come from `counters` and never scan the tokens.
+
+pub mod counters;
+mod error;
+pub mod keys;
+pub mod model;
+mod store;
+
+pub use error::{Result, StateError};
+pub use keys::{Address, OutboxKey, Queue, TokenId, TokenKey};
+pub use model::{
+    Contract, Cursor, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token, TokenStatus,
+    UnixMillis, WorkItem,
+};
+pub use store::{
+    Audit, Counts, DEFAULT_CACHE_BYTES, LOCK_FILE, Page, PageOutcome, Resource, SCHEMA_VERSION,
+    Store, StoreOptions,
+};

@@ -1,0 +1,825 @@
+//! The store: one sled database, one process, every write that matters in one transaction.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sled::Transactional;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use crate::counters::{self, Deltas};
+use crate::error::{Result, StateError};
+use crate::keys::{Address, OutboxKey, Queue, TokenKey, hex};
+use crate::model::{
+    Contract, Cursor, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token, TokenStatus,
+    UnixMillis, WorkItem, decode, encode,
+};
+
+/// The schema version this build reads and writes. Bump it when a key layout or record
+/// meaning changes in a way older builds would misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The lock file inside the data dir; held (flock) for as long as a `Store` lives.
+pub const LOCK_FILE: &str = "nifty.lock";
+
+/// The sled database's folder inside the data dir.
+const SLED_DIR: &str = "sled";
+
+/// `meta` keys.
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_SEQ_OUTBOX: &[u8] = b"seq/outbox";
+const META_SEQ_RUNS: &[u8] = b"seq/runs";
+
+/// sled's page cache. 64 MiB keeps a backfill's working set (the newest key ranges) hot
+/// while leaving the process well under its 100 MB budget.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How the store is opened.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Flush (fsync) after every commit, so an acknowledged commit survives a crash.
+    /// Off only for benchmarks and throwaway stores: a crash may then lose the last
+    /// half second of commits (still never half a commit).
+    pub sync_commits: bool,
+    /// sled's page cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync_commits: true,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// One page from a source, committed all at once.
+#[derive(Clone, Debug)]
+pub struct Page<'a> {
+    /// The cursor's name (a source name, or `backfill/<job>/<k>`).
+    pub cursor_name: &'a str,
+    /// The cursor after this page.
+    pub cursor: Cursor,
+    /// The page's tokens, in source order.
+    pub tokens: &'a [(TokenKey, Token)],
+    /// Contracts first seen on this page.
+    pub contracts: &'a [(Address, Contract)],
+}
+
+/// What a page commit did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Tokens new to the store (each queued for analysis).
+    pub inserted: u64,
+    /// Tokens already stored (by this or another source); left as they were.
+    pub duplicates: u64,
+}
+
+/// A resource found by analysing a token: a CID to pin and the role it plays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// Root CID, binary form.
+    pub cid: Vec<u8>,
+    /// `metadata`, `image`, `animation_url`...
+    pub role: String,
+}
+
+/// The counters a dashboard needs, read in O(number of counters), never O(tokens).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Tokens stored.
+    pub tokens: u64,
+    /// Tokens per status name.
+    pub tokens_by_status: BTreeMap<String, u64>,
+    /// Tokens per source that first found them.
+    pub tokens_by_source: BTreeMap<String, u64>,
+    /// Contracts stored.
+    pub contracts: u64,
+    /// Distinct CIDs tracked.
+    pub pins: u64,
+    /// CIDs per pin status name.
+    pub pins_by_status: BTreeMap<String, u64>,
+    /// Outbox items waiting, per queue.
+    pub outbox: BTreeMap<String, u64>,
+    /// Tokens in a failure status, per `stage.reason`.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// What [`Store::audit`] found by recounting every tree.
+#[derive(Clone, Debug, Default)]
+pub struct Audit {
+    /// Tokens counted in the tree.
+    pub tokens: u64,
+    /// Counters that disagree with the trees: `(name, stored, counted)`.
+    pub mismatches: Vec<(String, u64, u64)>,
+    /// Outbox items that appear more than once.
+    pub duplicate_outbox_items: u64,
+}
+
+impl Audit {
+    /// True when counters and trees agree and nothing is duplicated.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty() && self.duplicate_outbox_items == 0
+    }
+}
+
+/// The trees of DESIGN.md's data model, plus the default tree for `meta`.
+#[derive(Clone)]
+struct Trees {
+    meta: sled::Tree,
+    tokens: sled::Tree,
+    contracts: sled::Tree,
+    cursors: sled::Tree,
+    pins: sled::Tree,
+    outbox: sled::Tree,
+    runs: sled::Tree,
+    counters: sled::Tree,
+}
+
+/// nifty's store. Cheap to clone; all clones share one database and one lock.
+#[derive(Clone)]
+pub struct Store {
+    /// The data dir, for messages.
+    dir: PathBuf,
+    /// The database.
+    db: sled::Db,
+    /// Its trees.
+    t: Trees,
+    /// Whether to fsync after each commit.
+    sync_commits: bool,
+    /// Held for the store's lifetime; dropping the last clone releases it.
+    _lock: Arc<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns an error raised inside a transaction closure into an abort.
+fn abort<T>(e: StateError) -> std::result::Result<T, ConflictableTransactionError<StateError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_result<T>(r: std::result::Result<T, TransactionError<StateError>>) -> Result<T> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StateError::Sled(e),
+    })
+}
+
+fn read_u64(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Reads and advances a sequence in `meta` inside a transaction.
+fn next_seq(
+    meta: &TransactionalTree,
+    key: &[u8],
+) -> std::result::Result<u64, UnabortableTransactionError> {
+    let n = read_u64(meta.get(key)?);
+    meta.insert(key, &(n + 1).to_be_bytes())?;
+    Ok(n)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, taking its lock.
+    ///
+    /// Fails with [`StateError::InUse`] when another process holds it, and with
+    /// [`StateError::UnknownSchema`] when it was written by an incompatible build.
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store> {
+        let io = |source| StateError::DataDir {
+            dir: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(StateError::InUse {
+                    dir: dir.to_owned(),
+                    holder: (!holder.is_empty()).then(|| holder.to_owned()),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        lock.set_len(0).map_err(io)?;
+        lock.rewind().map_err(io)?;
+        write!(lock, "pid {}", std::process::id()).map_err(io)?;
+
+        let db = sled::Config::new()
+            .path(dir.join(SLED_DIR))
+            .cache_capacity(opts.cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let t = Trees {
+            meta: (*db).clone(),
+            tokens: db.open_tree("tokens")?,
+            contracts: db.open_tree("contracts")?,
+            cursors: db.open_tree("cursors")?,
+            pins: db.open_tree("pins")?,
+            outbox: db.open_tree("outbox")?,
+            runs: db.open_tree("runs")?,
+            counters: db.open_tree("counters")?,
+        };
+        match t.meta.get(META_SCHEMA)? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StateError::Corrupt {
+                        tree: "meta",
+                        key: hex(META_SCHEMA),
+                        reason: "schema version is not 4 bytes".into(),
+                    })?;
+                if found != SCHEMA_VERSION {
+                    return Err(StateError::UnknownSchema {
+                        dir: dir.to_owned(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                let all = [
+                    &t.meta,
+                    &t.tokens,
+                    &t.contracts,
+                    &t.cursors,
+                    &t.pins,
+                    &t.outbox,
+                ];
+                if all.iter().any(|tree| !tree.is_empty())
+                    || !t.runs.is_empty()
+                    || !t.counters.is_empty()
+                {
+                    return Err(StateError::MissingSchema {
+                        dir: dir.to_owned(),
+                    });
+                }
+                t.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        Ok(Store {
+            dir: dir.to_owned(),
+            db,
+            t,
+            sync_commits: opts.sync_commits,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    fn durable(&self) -> Result<()> {
+        if self.sync_commits {
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Commits a page: its new tokens, their analysis outbox items, new contracts, the
+    /// advanced cursor and the counters, in one transaction. Tokens already stored are
+    /// counted as duplicates and left alone. The cursor may not move backwards.
+    pub fn commit_page(&self, page: &Page<'_>) -> Result<PageOutcome> {
+        // Encode outside the closure: sled may run it more than once.
+        let cursor_bytes = encode("cursor", &page.cursor)?;
+        let mut tokens = Vec::with_capacity(page.tokens.len());
+        for (key, token) in page.tokens {
+            tokens.push((
+                key.encode(),
+                encode("token", token)?,
+                encode("outbox item", &WorkItem::Analyse(*key))?,
+                token.status,
+                token.reason.as_deref(),
+                token.source.as_str(),
+            ));
+        }
+        let mut contracts = Vec::with_capacity(page.contracts.len());
+        for (addr, c) in page.contracts {
+            contracts.push((addr.0, encode("contract", c)?));
+        }
+        let name = page.cursor_name;
+        let t = &self.t;
+        let out = (
+            &t.meta,
+            &t.tokens,
+            &t.contracts,
+            &t.cursors,
+            &t.outbox,
+            &t.counters,
+        )
+            .transaction(|(meta, tok, con, cur, outbox, cnt)| {
+                if let Some(old) = cur.get(name)? {
+                    let old: Cursor = match decode("cursors", name.as_bytes(), &old) {
+                        Ok(c) => c,
+                        Err(e) => return abort(e),
+                    };
+                    if page.cursor.position < old.position {
+                        return abort(StateError::CursorBackwards {
+                            source_name: name.to_owned(),
+                            current: old.position,
+                            requested: page.cursor.position.clone(),
+                        });
+                    }
+                }
+                let mut d = Deltas::default();
+                let mut outcome = PageOutcome::default();
+                for (key, value, item, status, reason, source) in &tokens {
+                    if tok.get(key)?.is_some() {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    tok.insert(&key[..], &value[..])?;
+                    let seq = next_seq(meta, META_SEQ_OUTBOX)?;
+                    outbox.insert(
+                        &OutboxKey {
+                            queue: Queue::Analyse,
+                            seq,
+                        }
+                        .encode()[..],
+                        &item[..],
+                    )?;
+                    outcome.inserted += 1;
+                    d.token_added(source, *status, *reason);
+                    d.add(counters::outbox(Queue::Analyse), 1);
+                }
+                for (addr, value) in &contracts {
+                    if con.get(addr)?.is_none() {
+                        con.insert(&addr[..], &value[..])?;
+                        d.add(counters::CONTRACTS.to_owned(), 1);
+                    }
+                }
+                cur.insert(name, &cursor_bytes[..])?;
+                d.apply(cnt)?;
+                Ok(outcome)
+            });
+        let out = tx_result(out)?;
+        self.durable()?;
+        Ok(out)
+    }
+
+    /// One cursor.
+    pub fn cursor(&self, name: &str) -> Result<Option<Cursor>> {
+        self.t
+            .cursors
+            .get(name)?
+            .map(|v| decode("cursors", name.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Every cursor, by name.
+    pub fn cursors(&self) -> Result<Vec<(String, Cursor)>> {
+        let mut out = vec![];
+        for kv in self.t.cursors.iter() {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            out.push((name, decode("cursors", &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Moves a cursor forward (or creates it) by operator request.
+    pub fn set_cursor(&self, name: &str, position: Position, now: UnixMillis) -> Result<Cursor> {
+        self.move_cursor(name, position, now, false)
+    }
+
+    /// Moves a cursor backwards by explicit operator request. Tokens past the new position
+    /// stay stored; re-scraping them finds them as duplicates, so nothing is stored twice.
+    pub fn rewind_cursor(&self, name: &str, position: Position, now: UnixMillis) -> Result<Cursor> {
+        self.move_cursor(name, position, now, true)
+    }
+
+    fn move_cursor(
+        &self,
+        name: &str,
+        position: Position,
+        now: UnixMillis,
+        rewind: bool,
+    ) -> Result<Cursor> {
+        let r = self.t.cursors.transaction(|cur| {
+            let old: Option<Cursor> = match cur.get(name)? {
+                Some(v) => match decode("cursors", name.as_bytes(), &v) {
+                    Ok(c) => Some(c),
+                    Err(e) => return abort(e),
+                },
+                None => None,
+            };
+            let mut next = match (old, rewind) {
+                (None, true) => return abort(StateError::NoSuchCursor(name.to_owned())),
+                (None, false) => Cursor::default(),
+                (Some(old), true) if position > old.position => {
+                    return abort(StateError::NotARewind {
+                        source_name: name.to_owned(),
+                        current: old.position,
+                        requested: position.clone(),
+                    });
+                }
+                (Some(old), false) if position < old.position => {
+                    return abort(StateError::CursorBackwards {
+                        source_name: name.to_owned(),
+                        current: old.position,
+                        requested: position.clone(),
+                    });
+                }
+                (Some(old), _) => old,
+            };
+            next.position = position.clone();
+            next.updated_ms = now;
+            match encode("cursor", &next) {
+                Ok(bytes) => cur.insert(name, bytes)?,
+                Err(e) => return abort(e),
+            };
+            Ok(next)
+        });
+        let c = tx_result(r)?;
+        self.durable()?;
+        Ok(c)
+    }
+
+    /// A token by contract and id.
+    pub fn token(&self, key: &TokenKey) -> Result<Option<Token>> {
+        let k = key.encode();
+        self.t
+            .tokens
+            .get(k)?
+            .map(|v| decode("tokens", &k, &v))
+            .transpose()
+    }
+
+    /// A contract.
+    pub fn contract(&self, addr: &Address) -> Result<Option<Contract>> {
+        self.t
+            .contracts
+            .get(addr.0)?
+            .map(|v| decode("contracts", &addr.0, &v))
+            .transpose()
+    }
+
+    /// A pin record by binary CID.
+    pub fn pin(&self, cid: &[u8]) -> Result<Option<PinRecord>> {
+        self.t
+            .pins
+            .get(cid)?
+            .map(|v| decode("pins", cid, &v))
+            .transpose()
+    }
+
+    /// Visits every stored token in key order (for audits, exports and tests; never for a
+    /// dashboard read).
+    pub fn for_each_token(&self, mut f: impl FnMut(TokenKey, Token)) -> Result<()> {
+        for kv in self.t.tokens.iter() {
+            let (k, v) = kv?;
+            f(TokenKey::decode(&k)?, decode("tokens", &k, &v)?);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` items from the front of a queue, oldest first. They stay queued until
+    /// acknowledged, so a crash between take and ack repeats them (handlers are idempotent).
+    pub fn outbox_take(&self, queue: Queue, limit: usize) -> Result<Vec<(OutboxKey, WorkItem)>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in self.t.outbox.scan_prefix([queue.tag()]).take(limit) {
+            let (k, v) = kv?;
+            out.push((OutboxKey::decode(&k)?, decode("outbox", &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes handled items. Keys already gone are ignored, so a repeated ack is harmless.
+    pub fn outbox_ack(&self, keys: &[OutboxKey]) -> Result<u64> {
+        let encoded: Vec<(Queue, [u8; 9])> = keys.iter().map(|k| (k.queue, k.encode())).collect();
+        let t = &self.t;
+        let r = (&t.outbox, &t.counters).transaction(|(outbox, cnt)| {
+            let mut d = Deltas::default();
+            let mut removed = 0;
+            for (queue, k) in &encoded {
+                if outbox.remove(&k[..])?.is_some() {
+                    d.add(counters::outbox(*queue), -1);
+                    removed += 1;
+                }
+            }
+            d.apply(cnt)?;
+            Ok(removed)
+        });
+        let n = tx_result(r)?;
+        self.durable()?;
+        Ok(n)
+    }
+
+    /// Records a token's analysis in one transaction: its new status, reason and resources;
+    /// one pin record per resource CID (created `Wanted` with a pin outbox item the first
+    /// time any token uses it, otherwise only its reference count grows); the handled
+    /// outbox item acknowledged; counters updated.
+    pub fn record_analysis(
+        &self,
+        key: &TokenKey,
+        status: TokenStatus,
+        reason: Option<&str>,
+        resources: &[Resource],
+        handled: Option<OutboxKey>,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let k = key.encode();
+        let t = &self.t;
+        let r = (&t.meta, &t.tokens, &t.pins, &t.outbox, &t.counters).transaction(
+            |(meta, tok, pins, outbox, cnt)| {
+                let Some(old) = tok.get(k)? else {
+                    return abort(StateError::NoSuchToken(key.to_string()));
+                };
+                let mut token: Token = match decode("tokens", &k, &old) {
+                    Ok(t) => t,
+                    Err(e) => return abort(e),
+                };
+                let mut d = Deltas::default();
+                d.token_status_changed((token.status, token.reason.as_deref()), (status, reason));
+                // Pins the token held before are released, then its new ones referenced.
+                let mut cids: Vec<&[u8]> = resources.iter().map(|r| r.cid.as_slice()).collect();
+                cids.sort();
+                cids.dedup();
+                for cid in &token.resources {
+                    if let Some(v) = pins.get(cid)? {
+                        let mut p: PinRecord = match decode("pins", cid, &v) {
+                            Ok(p) => p,
+                            Err(e) => return abort(e),
+                        };
+                        p.refs = p.refs.saturating_sub(1);
+                        match encode("pin", &p) {
+                            Ok(b) => pins.insert(&cid[..], b)?,
+                            Err(e) => return abort(e),
+                        };
+                    }
+                }
+                for cid in &cids {
+                    let role = resources
+                        .iter()
+                        .find(|r| r.cid == *cid)
+                        .map(|r| r.role.clone())
+                        .unwrap_or_default();
+                    let rec = match pins.get(cid)? {
+                        Some(v) => {
+                            let mut p: PinRecord = match decode("pins", cid, &v) {
+                                Ok(p) => p,
+                                Err(e) => return abort(e),
+                            };
+                            p.refs += 1;
+                            p
+                        }
+                        None => {
+                            let seq = next_seq(meta, META_SEQ_OUTBOX)?;
+                            let item = match encode("outbox item", &WorkItem::Pin(cid.to_vec())) {
+                                Ok(b) => b,
+                                Err(e) => return abort(e),
+                            };
+                            outbox.insert(
+                                &OutboxKey {
+                                    queue: Queue::Pin,
+                                    seq,
+                                }
+                                .encode()[..],
+                                item,
+                            )?;
+                            d.add(counters::outbox(Queue::Pin), 1);
+                            d.add(counters::PINS.to_owned(), 1);
+                            d.add(counters::pin_status(PinStatus::Wanted), 1);
+                            PinRecord {
+                                status: PinStatus::Wanted,
+                                refs: 1,
+                                size: None,
+                                attempts: 0,
+                                last_error: None,
+                                first_use: Some((*key, role)),
+                                created_ms: now,
+                                updated_ms: now,
+                            }
+                        }
+                    };
+                    match encode("pin", &rec) {
+                        Ok(b) => pins.insert(*cid, b)?,
+                        Err(e) => return abort(e),
+                    };
+                }
+                token.status = status;
+                token.reason = reason.map(str::to_owned);
+                token.resources = cids.iter().map(|c| c.to_vec()).collect();
+                match encode("token", &token) {
+                    Ok(b) => tok.insert(&k[..], b)?,
+                    Err(e) => return abort(e),
+                };
+                if let Some(h) = handled
+                    && outbox.remove(&h.encode()[..])?.is_some()
+                {
+                    d.add(counters::outbox(h.queue), -1);
+                }
+                d.apply(cnt)?;
+                Ok(())
+            },
+        );
+        tx_result(r)?;
+        self.durable()
+    }
+
+    /// Changes a pin's status (after a backend request or status check), keeping counters.
+    pub fn set_pin_status(
+        &self,
+        cid: &[u8],
+        status: PinStatus,
+        error: Option<&str>,
+        size: Option<u64>,
+        attempted: bool,
+        now: UnixMillis,
+    ) -> Result<PinRecord> {
+        let t = &self.t;
+        let r = (&t.pins, &t.counters).transaction(|(pins, cnt)| {
+            let Some(v) = pins.get(cid)? else {
+                return abort(StateError::Invalid {
+                    what: "cid",
+                    value: hex(cid),
+                    reason: "no pin record for it".into(),
+                });
+            };
+            let mut p: PinRecord = match decode("pins", cid, &v) {
+                Ok(p) => p,
+                Err(e) => return abort(e),
+            };
+            let mut d = Deltas::default();
+            d.add(counters::pin_status(p.status), -1);
+            d.add(counters::pin_status(status), 1);
+            p.status = status;
+            // A new error replaces the old; reaching `Pinned` clears it; otherwise it stays
+            // as the explanation of the retries still under way.
+            if let Some(e) = error {
+                p.last_error = Some(e.to_owned());
+            } else if status == PinStatus::Pinned {
+                p.last_error = None;
+            }
+            if size.is_some() {
+                p.size = size;
+            }
+            if attempted {
+                p.attempts += 1;
+            }
+            p.updated_ms = now;
+            match encode("pin", &p) {
+                Ok(b) => pins.insert(cid, b)?,
+                Err(e) => return abort(e),
+            };
+            d.apply(cnt)?;
+            Ok(p)
+        });
+        let p = tx_result(r)?;
+        self.durable()?;
+        Ok(p)
+    }
+
+    /// Starts a run record and returns its id.
+    pub fn start_run(&self, job: &str, started_ms: UnixMillis) -> Result<u64> {
+        let rec = encode(
+            "run",
+            &RunRecord {
+                job: job.to_owned(),
+                started_ms,
+                ended_ms: None,
+                outcome: RunOutcome::Running,
+                pages: 0,
+                items: 0,
+                errors: 0,
+            },
+        )?;
+        let t = &self.t;
+        let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
+            let id = next_seq(meta, META_SEQ_RUNS)?;
+            runs.insert(&id.to_be_bytes(), &rec[..])?;
+            Ok(id)
+        });
+        let id = tx_result(r)?;
+        self.durable()?;
+        Ok(id)
+    }
+
+    /// Writes a run's final (or interim) record.
+    pub fn finish_run(&self, id: u64, record: &RunRecord) -> Result<()> {
+        self.t
+            .runs
+            .insert(id.to_be_bytes(), encode("run", record)?)?;
+        self.durable()
+    }
+
+    /// The newest runs first, at most `limit`.
+    pub fn runs(&self, limit: usize) -> Result<Vec<(u64, RunRecord)>> {
+        let mut out = vec![];
+        for kv in self.t.runs.iter().rev().take(limit) {
+            let (k, v) = kv?;
+            let id = read_u64(Some(k.clone()));
+            out.push((id, decode("runs", &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Every counter, by name. Reads only the `counters` tree, whose size does not grow
+    /// with the number of tokens.
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for kv in self.t.counters.iter() {
+            let (k, v) = kv?;
+            out.insert(String::from_utf8_lossy(&k).into_owned(), read_u64(Some(v)));
+        }
+        Ok(out)
+    }
+
+    /// The dashboard's numbers, from counters only.
+    pub fn counts(&self) -> Result<Counts> {
+        Ok(counters::fold(&self.counters()?))
+    }
+
+    /// Recounts every tree and compares with the counters. O(store size): for tests, the
+    /// crash loop and `nifty status --audit`, never for a dashboard.
+    pub fn audit(&self) -> Result<Audit> {
+        let mut d = Deltas::default();
+        let mut tokens = 0;
+        let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for kv in self.t.tokens.iter() {
+            let (k, v) = kv?;
+            let token: Token = decode("tokens", &k, &v)?;
+            d.token_added(&token.source, token.status, token.reason.as_deref());
+            for cid in token.resources {
+                *refs.entry(cid).or_default() += 1;
+            }
+            tokens += 1;
+        }
+        let mut mismatches = vec![];
+        for _ in self.t.contracts.iter() {
+            d.add(counters::CONTRACTS.to_owned(), 1);
+        }
+        for kv in self.t.pins.iter() {
+            let (k, v) = kv?;
+            let pin: PinRecord = decode("pins", &k, &v)?;
+            let counted = refs.remove(k.as_ref()).unwrap_or(0);
+            if pin.refs != counted {
+                mismatches.push((format!("pins.refs.{}", hex(&k)), pin.refs, counted));
+            }
+            d.add(counters::PINS.to_owned(), 1);
+            d.add(counters::pin_status(pin.status), 1);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicate_outbox_items = 0;
+        for kv in self.t.outbox.iter() {
+            let (k, v) = kv?;
+            let key = OutboxKey::decode(&k)?;
+            let item: WorkItem = decode("outbox", &k, &v)?;
+            d.add(counters::outbox(key.queue), 1);
+            if !seen.insert(item) {
+                duplicate_outbox_items += 1;
+            }
+        }
+        let counted = d.into_map();
+        for (cid, n) in refs {
+            mismatches.push((format!("pins.refs.{}", hex(&cid)), 0, n));
+        }
+        let stored = self.counters()?;
+        let names: std::collections::BTreeSet<&String> =
+            counted.keys().chain(stored.keys()).collect();
+        for name in names {
+            let s = stored.get(name).copied().unwrap_or(0);
+            let c = counted.get(name).copied().unwrap_or(0).max(0) as u64;
+            if s != c {
+                mismatches.push((name.clone(), s, c));
+            }
+        }
+        Ok(Audit {
+            tokens,
+            mismatches,
+            duplicate_outbox_items,
+        })
+    }
+}

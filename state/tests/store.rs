@@ -1,0 +1,404 @@
+//! The store's contract, through its public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use nifty_state::*;
+
+fn key(contract: u8, id: u64) -> TokenKey {
+    let mut a = [0u8; 20];
+    a[19] = contract;
+    TokenKey {
+        contract: Address(a),
+        token_id: TokenId(id.into()),
+    }
+}
+
+fn token(source: &str, k: &TokenKey, block: u64) -> Token {
+    Token::scraped(
+        source,
+        k,
+        Some(format!("ipfs://bafy/{}", k.token_id)),
+        block,
+    )
+}
+
+fn cursor(block: u64, id: &str) -> Cursor {
+    Cursor {
+        position: Position {
+            block,
+            id: id.into(),
+        },
+        head: Some(block + 30),
+        ..Default::default()
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), &StoreOptions::default()).unwrap()
+}
+
+#[test]
+fn a_page_commits_tokens_outbox_cursor_and_counters_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let toks: Vec<_> = (0..5)
+        .map(|i| (key(1, i), token("graph", &key(1, i), 10)))
+        .collect();
+    let out = s
+        .commit_page(&Page {
+            cursor_name: "graph",
+            cursor: cursor(10, &toks[4].0.graph_id()),
+            tokens: &toks,
+            contracts: &[(key(1, 0).contract, Contract::default())],
+        })
+        .unwrap();
+    assert_eq!(
+        out,
+        PageOutcome {
+            inserted: 5,
+            duplicates: 0
+        }
+    );
+    assert_eq!(s.cursor("graph").unwrap().unwrap().position.block, 10);
+    assert_eq!(s.token(&key(1, 3)).unwrap().unwrap().mint_block, 10);
+    assert!(s.token(&key(1, 9)).unwrap().is_none());
+    let c = s.counts().unwrap();
+    assert_eq!(c.tokens, 5);
+    assert_eq!(c.contracts, 1);
+    assert_eq!(c.tokens_by_status["queued"], 5);
+    assert_eq!(c.tokens_by_source["graph"], 5);
+    assert_eq!(c.outbox["analyse"], 5);
+    let items = s.outbox_take(Queue::Analyse, 100).unwrap();
+    assert_eq!(
+        items.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(),
+        toks.iter()
+            .map(|(k, _)| WorkItem::Analyse(*k))
+            .collect::<Vec<_>>()
+    );
+    assert!(s.audit().unwrap().is_clean());
+}
+
+#[test]
+fn tokens_already_stored_are_duplicates_whichever_source_or_page_brings_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let a: Vec<_> = (0..3)
+        .map(|i| (key(1, i), token("graph", &key(1, i), 5)))
+        .collect();
+    s.commit_page(&Page {
+        cursor_name: "graph",
+        cursor: cursor(5, ""),
+        tokens: &a,
+        contracts: &[],
+    })
+    .unwrap();
+    // Same tokens from another source, plus one repeated inside the page itself.
+    let mut b: Vec<_> = (1..5)
+        .map(|i| (key(1, i), token("rpc", &key(1, i), 5)))
+        .collect();
+    b.push(b[3].clone());
+    let out = s
+        .commit_page(&Page {
+            cursor_name: "rpc",
+            cursor: cursor(5, ""),
+            tokens: &b,
+            contracts: &[],
+        })
+        .unwrap();
+    assert_eq!(
+        out,
+        PageOutcome {
+            inserted: 2,
+            duplicates: 3
+        }
+    );
+    let c = s.counts().unwrap();
+    assert_eq!(
+        (
+            c.tokens,
+            c.tokens_by_source["graph"],
+            c.tokens_by_source["rpc"]
+        ),
+        (5, 3, 2)
+    );
+    assert_eq!(s.token(&key(1, 1)).unwrap().unwrap().source, "graph");
+    assert_eq!(c.outbox["analyse"], 5);
+    let audit = s.audit().unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+}
+
+#[test]
+fn cursors_move_forward_only_unless_rewound_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.commit_page(&Page {
+        cursor_name: "g",
+        cursor: cursor(100, "0x01_5"),
+        tokens: &[],
+        contracts: &[],
+    })
+    .unwrap();
+    let err = s
+        .commit_page(&Page {
+            cursor_name: "g",
+            cursor: cursor(100, "0x01_4"),
+            tokens: &[],
+            contracts: &[],
+        })
+        .unwrap_err();
+    assert!(matches!(err, StateError::CursorBackwards { .. }), "{err}");
+    assert!(err.to_string().contains("nifty cursor rewind"), "{err}");
+
+    let back = Position {
+        block: 50,
+        id: String::new(),
+    };
+    assert!(matches!(
+        s.set_cursor("g", back.clone(), 1),
+        Err(StateError::CursorBackwards { .. })
+    ));
+    let ahead = Position {
+        block: 200,
+        id: String::new(),
+    };
+    assert!(matches!(
+        s.rewind_cursor("g", ahead.clone(), 1),
+        Err(StateError::NotARewind { .. })
+    ));
+    assert!(matches!(
+        s.rewind_cursor("nope", back.clone(), 1),
+        Err(StateError::NoSuchCursor(_))
+    ));
+
+    let c = s.rewind_cursor("g", back.clone(), 7).unwrap();
+    assert_eq!(
+        (c.position.clone(), c.updated_ms, c.head),
+        (back, 7, Some(130))
+    );
+    s.set_cursor("g", ahead.clone(), 8).unwrap();
+    assert_eq!(s.cursor("g").unwrap().unwrap().position, ahead);
+    // A failed move leaves the cursor where it was.
+    assert_eq!(s.cursors().unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_open_gets_the_in_use_error_naming_the_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let err = Store::open(dir.path(), &StoreOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StateError::InUse { .. }));
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    assert!(msg.contains("--api"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    drop(s);
+    // Released with the last handle.
+    open(&dir);
+}
+
+#[test]
+fn an_unknown_schema_version_is_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    {
+        let db = sled::open(dir.path().join("sled")).unwrap();
+        db.insert(b"schema_version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path(), &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StateError::UnknownSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let foreign = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(foreign.path().join("sled")).unwrap();
+        db.insert(b"someone", b"else").unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(foreign.path(), &StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StateError::MissingSchema { .. }), "{err}");
+}
+
+#[test]
+fn analysis_links_pins_once_per_cid_and_keeps_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let toks: Vec<_> = (0..3)
+        .map(|i| (key(2, i), token("graph", &key(2, i), 1)))
+        .collect();
+    s.commit_page(&Page {
+        cursor_name: "graph",
+        cursor: cursor(1, ""),
+        tokens: &toks,
+        contracts: &[],
+    })
+    .unwrap();
+    let items = s.outbox_take(Queue::Analyse, 10).unwrap();
+    let shared = Resource {
+        cid: b"shared-image".to_vec(),
+        role: "image".into(),
+    };
+    for (i, (ok, item)) in items.iter().enumerate() {
+        let WorkItem::Analyse(k) = item else {
+            panic!("{item:?}")
+        };
+        let meta = Resource {
+            cid: format!("meta-{i}").into_bytes(),
+            role: "metadata".into(),
+        };
+        if i == 2 {
+            s.record_analysis(
+                k,
+                TokenStatus::ContentFetchFailed,
+                Some("http_404"),
+                &[],
+                Some(*ok),
+                5,
+            )
+            .unwrap();
+        } else {
+            s.record_analysis(
+                k,
+                TokenStatus::Parsed,
+                None,
+                &[meta, shared.clone()],
+                Some(*ok),
+                5,
+            )
+            .unwrap();
+        }
+    }
+    let c = s.counts().unwrap();
+    assert_eq!(c.pins, 3, "{c:?}");
+    assert_eq!(c.pins_by_status["wanted"], 3);
+    assert_eq!(c.outbox.get("analyse"), None);
+    assert_eq!(c.outbox["pin"], 3);
+    assert_eq!(c.tokens_by_status["parsed"], 2);
+    assert_eq!(c.failures["fetch.http_404"], 1);
+    let p = s.pin(b"shared-image").unwrap().unwrap();
+    assert_eq!((p.refs, p.status), (2, PinStatus::Wanted));
+    assert_eq!(p.first_use.as_ref().unwrap().1, "image");
+
+    let p = s
+        .set_pin_status(
+            b"shared-image",
+            PinStatus::Retrying,
+            Some("timeout"),
+            None,
+            true,
+            9,
+        )
+        .unwrap();
+    assert_eq!((p.attempts, p.last_error.as_deref()), (1, Some("timeout")));
+    let p = s
+        .set_pin_status(
+            b"shared-image",
+            PinStatus::Pinned,
+            None,
+            Some(42),
+            false,
+            10,
+        )
+        .unwrap();
+    assert_eq!((p.size, p.last_error), (Some(42), None));
+    assert_eq!(s.counts().unwrap().pins_by_status["pinned"], 1);
+
+    // Re-analysing a token moves its references instead of adding to them.
+    s.record_analysis(
+        &key(2, 0),
+        TokenStatus::Parsed,
+        None,
+        &[shared.clone()],
+        None,
+        11,
+    )
+    .unwrap();
+    assert_eq!(s.pin(b"meta-0").unwrap().unwrap().refs, 0);
+    assert_eq!(s.pin(b"shared-image").unwrap().unwrap().refs, 2);
+    let audit = s.audit().unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+
+    let err = s
+        .record_analysis(&key(9, 9), TokenStatus::Parsed, None, &[], None, 1)
+        .unwrap_err();
+    assert!(matches!(err, StateError::NoSuchToken(_)));
+}
+
+#[test]
+fn outbox_ack_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let toks: Vec<_> = (0..4)
+        .map(|i| (key(3, i), token("g", &key(3, i), 1)))
+        .collect();
+    s.commit_page(&Page {
+        cursor_name: "g",
+        cursor: cursor(1, ""),
+        tokens: &toks,
+        contracts: &[],
+    })
+    .unwrap();
+    let first: Vec<_> = s
+        .outbox_take(Queue::Analyse, 2)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(s.outbox_ack(&first).unwrap(), 2);
+    assert_eq!(s.outbox_ack(&first).unwrap(), 0);
+    assert_eq!(s.counts().unwrap().outbox["analyse"], 2);
+    assert_eq!(s.outbox_take(Queue::Pin, 10).unwrap().len(), 0);
+    let rest = s.outbox_take(Queue::Analyse, 10).unwrap();
+    assert_eq!(rest[0].1, WorkItem::Analyse(key(3, 2)));
+}
+
+#[test]
+fn runs_are_listed_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for i in 0..5u64 {
+        let id = s.start_run(&format!("job{i}"), i * 10).unwrap();
+        assert_eq!(id, i);
+        let outcome = if i == 3 {
+            RunOutcome::Failed {
+                reason: "boom".into(),
+            }
+        } else {
+            RunOutcome::Completed
+        };
+        s.finish_run(
+            id,
+            &RunRecord {
+                job: format!("job{i}"),
+                started_ms: i * 10,
+                ended_ms: Some(i * 10 + 5),
+                outcome,
+                pages: i,
+                items: i * 100,
+                errors: 0,
+            },
+        )
+        .unwrap();
+    }
+    let runs = s.runs(2).unwrap();
+    assert_eq!(
+        runs.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    assert_eq!(runs[1].1.outcome.name(), "failed");
+    drop(s);
+    // Sequences survive a reopen.
+    let s = open(&dir);
+    assert_eq!(s.start_run("again", 99).unwrap(), 5);
+}
