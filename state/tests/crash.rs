@@ -24,7 +24,7 @@ fn page_tokens(k: u64) -> Vec<TokenKey> {
         let mut a = [0u8; 20];
         a[0] = (page % 3) as u8 + 1;
         // Ids far apart in magnitude, so byte order and numeric order both get exercised.
-        let id = if j % 2 == 0 {
+        let id = if j.is_multiple_of(2) {
             (page * 1000 + j).into()
         } else {
             primitive_types::U256::MAX - page * 1000 - j
@@ -35,7 +35,7 @@ fn page_tokens(k: u64) -> Vec<TokenKey> {
         }
     };
     let mut v: Vec<_> = (0..10 * (k % 7 + 1)).map(|j| key(k, j)).collect();
-    if k % 5 == 0 && k > 1 {
+    if k.is_multiple_of(5) && k > 1 {
         v.push(key(k - 1, 0));
     }
     v

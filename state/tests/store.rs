@@ -319,7 +319,7 @@ fn analysis_links_pins_once_per_cid_and_keeps_counters() {
         &key(2, 0),
         TokenStatus::Parsed,
         None,
-        &[shared.clone()],
+        std::slice::from_ref(&shared),
         None,
         11,
     )

@@ -1,0 +1,415 @@
+//! The commands that work on the local store: `status`, `cursor`, `config`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use nifty_state::{
+    Address, Counts, Cursor, Position, SCHEMA_VERSION, StateError, Store, TokenId, TokenKey,
+};
+use serde::Serialize;
+
+use crate::UsageError;
+use crate::cli::{CursorCommand, MoveArgs, Remote, StatusArgs};
+use crate::config::{Config, TEMPLATE};
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn when(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Opens the store the config names.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let opts = nifty_state::StoreOptions {
+        sync_commits: config.store.sync_commits,
+        cache_bytes: config.store.cache_mb * 1024 * 1024,
+    };
+    Ok(Store::open(&config.data_dir, &opts)?)
+}
+
+/// `--api` is accepted everywhere the issue asks, and refused clearly until the daemon's
+/// HTTP API exists.
+fn local_only(remote: &Remote) -> anyhow::Result<()> {
+    match &remote.api {
+        None => Ok(()),
+        Some(url) => Err(UsageError(format!(
+            "--api {url}: this build has no daemon HTTP API to talk to yet; stop the process \
+             holding the data dir and run the command without --api"
+        ))
+        .into()),
+    }
+}
+
+/// `nifty config init`.
+pub fn config_init(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(UsageError(format!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        ))
+        .into());
+    }
+    std::fs::write(path, TEMPLATE).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {} (every key at its default; edit it, then run `nifty status`)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `nifty config show`.
+pub fn config_show(config: &Config) -> anyhow::Result<()> {
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
+/// One source (or other cursor) in `nifty status`.
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    /// Cursor name: a configured source, or a backfill partition.
+    pub name: String,
+    /// `graph` or `rpc`, for configured sources.
+    pub kind: Option<String>,
+    /// Whether the daemon schedules it, for configured sources.
+    pub enabled: Option<bool>,
+    /// Where the cursor stands; `None` before the first commit.
+    pub cursor: Option<Position>,
+    /// The snapshot block of the last run.
+    pub snapshot: Option<u64>,
+    /// The head block when last seen.
+    pub head: Option<u64>,
+    /// Blocks between cursor and head.
+    pub lag: Option<u64>,
+    /// Tokens this source was first to find.
+    pub tokens: u64,
+    /// When the cursor last moved (ms since the epoch).
+    pub updated_ms: Option<u64>,
+}
+
+/// `nifty status --json`.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// The data dir.
+    pub data_dir: String,
+    /// The store's schema version.
+    pub schema_version: u32,
+    /// Bytes the store takes on disk.
+    pub disk_bytes: u64,
+    /// Every counter, folded.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Per source and per cursor.
+    pub sources: Vec<SourceStatus>,
+    /// What `--audit` found, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditView>,
+}
+
+/// `--audit` findings.
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    /// True when counters and trees agree.
+    pub clean: bool,
+    /// Tokens counted by scanning.
+    pub tokens_scanned: u64,
+    /// `name: stored vs counted` for each disagreement.
+    pub mismatches: Vec<String>,
+    /// Outbox items stored twice.
+    pub duplicate_outbox_items: u64,
+}
+
+/// Builds the status report from counters and cursors only (plus the audit when asked).
+pub fn status_report(store: &Store, config: &Config, audit: bool) -> anyhow::Result<StatusReport> {
+    let counts = store.counts()?;
+    let cursors: BTreeMap<String, Cursor> = store.cursors()?.into_iter().collect();
+    let mut sources = vec![];
+    let source_row = |name: &str, c: Option<&Cursor>| SourceStatus {
+        name: name.to_owned(),
+        kind: config.sources.get(name).map(|s| s.kind.to_string()),
+        enabled: config.sources.get(name).map(|s| s.enabled),
+        cursor: c.map(|c| c.position.clone()),
+        snapshot: c.and_then(|c| c.snapshot),
+        head: c.and_then(|c| c.head),
+        lag: c.and_then(Cursor::lag),
+        tokens: counts.tokens_by_source.get(name).copied().unwrap_or(0),
+        updated_ms: c.map(|c| c.updated_ms),
+    };
+    for name in config.sources.keys() {
+        sources.push(source_row(name, cursors.get(name)));
+    }
+    for (name, c) in &cursors {
+        if !config.sources.contains_key(name) {
+            sources.push(source_row(name, Some(c)));
+        }
+    }
+    let audit = if audit {
+        let a = store.audit()?;
+        Some(AuditView {
+            clean: a.is_clean(),
+            tokens_scanned: a.tokens,
+            mismatches: a
+                .mismatches
+                .iter()
+                .map(|(n, s, c)| format!("{n}: counter {s}, counted {c}"))
+                .collect(),
+            duplicate_outbox_items: a.duplicate_outbox_items,
+        })
+    } else {
+        None
+    };
+    Ok(StatusReport {
+        data_dir: store.dir().display().to_string(),
+        schema_version: SCHEMA_VERSION,
+        disk_bytes: store.size_on_disk()?,
+        counts,
+        sources,
+        audit,
+    })
+}
+
+fn breakdown(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("  ({})", parts.join(", "))
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn position(p: Option<&Position>) -> String {
+    p.map(|p| p.to_string())
+        .unwrap_or_else(|| "not started".into())
+}
+
+/// The human form of `nifty status`.
+pub fn render_status(r: &StatusReport) -> String {
+    let c = &r.counts;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "store      {} (schema {}, {:.1} MiB on disk)",
+        r.data_dir,
+        r.schema_version,
+        r.disk_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let _ = writeln!(
+        s,
+        "tokens     {}{}",
+        c.tokens,
+        breakdown(&c.tokens_by_status)
+    );
+    let _ = writeln!(s, "contracts  {}", c.contracts);
+    let _ = writeln!(s, "pins       {}{}", c.pins, breakdown(&c.pins_by_status));
+    let _ = writeln!(
+        s,
+        "outbox     {}{}",
+        c.outbox.values().sum::<u64>(),
+        breakdown(&c.outbox)
+    );
+    if !c.failures.is_empty() {
+        let _ = writeln!(
+            s,
+            "failures   {}{}",
+            c.failures.values().sum::<u64>(),
+            breakdown(&c.failures)
+        );
+    }
+    if r.sources.is_empty() {
+        let _ = writeln!(s, "sources    none configured (see `nifty config init`)");
+    } else {
+        let _ = writeln!(
+            s,
+            "\n{:<20} {:<6} {:<44} {:>10} {:>10} {:>8} {:>10}  updated",
+            "source", "kind", "cursor", "snapshot", "head", "lag", "tokens"
+        );
+        for src in &r.sources {
+            let _ = writeln!(
+                s,
+                "{:<20} {:<6} {:<44} {:>10} {:>10} {:>8} {:>10}  {}",
+                src.name,
+                src.kind.as_deref().unwrap_or("-"),
+                position(src.cursor.as_ref()),
+                opt(src.snapshot),
+                opt(src.head),
+                opt(src.lag),
+                src.tokens,
+                when(src.updated_ms.unwrap_or(0)),
+            );
+        }
+    }
+    if let Some(a) = &r.audit {
+        if a.clean {
+            let _ = writeln!(
+                s,
+                "\naudit      clean: {} tokens scanned, every counter matches",
+                a.tokens_scanned
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "\naudit      MISMATCH after scanning {} tokens:",
+                a.tokens_scanned
+            );
+            for m in &a.mismatches {
+                let _ = writeln!(s, "           {m}");
+            }
+            if a.duplicate_outbox_items > 0 {
+                let _ = writeln!(
+                    s,
+                    "           {} duplicate outbox items",
+                    a.duplicate_outbox_items
+                );
+            }
+        }
+    }
+    s
+}
+
+/// `nifty status`.
+pub fn status(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
+    local_only(&args.remote)?;
+    let store = open_store(config)?;
+    let report = status_report(&store, config, args.audit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_status(&report));
+    }
+    if report.audit.as_ref().is_some_and(|a| !a.clean) {
+        anyhow::bail!("audit found counters that disagree with the store");
+    }
+    Ok(())
+}
+
+/// Parses `--id`: a subgraph token id `0x<contract>_<tokenId>`, normalised to the
+/// subgraph's lowercase form so byte comparison matches graph-node's order.
+pub fn parse_graph_id(id: &str) -> Result<String, UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "--id {id:?}: {why}; expected 0x<40 hex digits>_<decimal token id>"
+        ))
+    };
+    let (contract, token) = id.split_once('_').ok_or_else(|| bad("no '_'"))?;
+    let contract: Address = contract.parse().map_err(|e| bad(&format!("{e}")))?;
+    let token_id: TokenId = token.parse().map_err(|e| bad(&format!("{e}")))?;
+    Ok(TokenKey { contract, token_id }.graph_id())
+}
+
+/// `nifty cursor ...`.
+pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
+    match cmd {
+        CursorCommand::Show { name, json, remote } => {
+            local_only(remote)?;
+            let store = open_store(config)?;
+            let mut rows = store.cursors()?;
+            if let Some(n) = name {
+                rows.retain(|(k, _)| k == n);
+                if rows.is_empty() {
+                    return Err(UsageError(format!(
+                        "no cursor named {n:?}{}",
+                        known(&store, config)?
+                    ))
+                    .into());
+                }
+            }
+            if *json {
+                let v: BTreeMap<_, _> = rows.into_iter().collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if rows.is_empty() {
+                println!(
+                    "no cursors yet: nothing has been scraped into {}",
+                    config.data_dir.display()
+                );
+            } else {
+                for (n, c) in rows {
+                    println!(
+                        "{n}: {}  snapshot {}  head {}  lag {}  updated {}",
+                        c.position,
+                        opt(c.snapshot),
+                        opt(c.head),
+                        opt(c.lag()),
+                        when(c.updated_ms)
+                    );
+                }
+            }
+            Ok(())
+        }
+        CursorCommand::Set(args) => move_cursor(config, args, false),
+        CursorCommand::Rewind(args) => move_cursor(config, args, true),
+    }
+}
+
+fn known(store: &Store, config: &Config) -> anyhow::Result<String> {
+    let mut names: Vec<String> = config.sources.keys().cloned().collect();
+    names.extend(store.cursors()?.into_iter().map(|(n, _)| n));
+    names.sort();
+    names.dedup();
+    Ok(if names.is_empty() {
+        "; there are no sources or cursors yet".into()
+    } else {
+        format!("; known: {}", names.join(", "))
+    })
+}
+
+fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result<()> {
+    local_only(&args.remote)?;
+    let id = match &args.id {
+        Some(id) => parse_graph_id(id)?,
+        None => String::new(),
+    };
+    let store = open_store(config)?;
+    let before = store.cursor(&args.name)?;
+    if before.is_none() && !config.sources.contains_key(&args.name) {
+        return Err(UsageError(format!(
+            "no source or cursor named {:?}{}",
+            args.name,
+            known(&store, config)?
+        ))
+        .into());
+    }
+    let to = Position {
+        block: args.block,
+        id,
+    };
+    let moved = if rewind {
+        store.rewind_cursor(&args.name, to, now_ms())
+    } else {
+        store.set_cursor(&args.name, to, now_ms())
+    };
+    // A refused move is the operator asking for the wrong direction: a usage error.
+    let after = moved.map_err(|e| match e {
+        StateError::CursorBackwards { .. } | StateError::NotARewind { .. } => {
+            anyhow::Error::from(UsageError(e.to_string()))
+        }
+        e => e.into(),
+    })?;
+    tracing::info!(
+        cursor = %args.name,
+        from = %position(before.as_ref().map(|c| &c.position)),
+        to = %after.position,
+        rewind,
+        "cursor moved by operator"
+    );
+    println!(
+        "cursor {}: {} -> {}",
+        args.name,
+        position(before.as_ref().map(|c| &c.position)),
+        after.position
+    );
+    Ok(())
+}

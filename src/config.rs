@@ -1,0 +1,823 @@
+//! `nifty.toml`: typed configuration with documented defaults, an environment override for
+//! every key, secrets read from environment variables the file names, and validation that
+//! names the bad key and value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// The file read when no `--config` is given and it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "nifty.toml";
+
+/// Prefix of every environment override: `NIFTY_` + the key path in upper case, with `.`
+/// and `-` turned into `_` (`data_dir` → `NIFTY_DATA_DIR`, `sources.main.url` →
+/// `NIFTY_SOURCES_MAIN_URL`).
+pub const ENV_PREFIX: &str = "NIFTY_";
+
+/// graph-node refuses `first` above 1000.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A confirmation depth beyond this is almost surely a typo that would stall scraping.
+pub const MAX_CONFIRMATIONS: u64 = 10_000;
+
+/// A configuration problem: which key, which value, what is wrong. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema (unknown key, wrong type).
+    #[error("config file {path}: key `{key}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The key path, dotted.
+        key: String,
+        /// The parser's explanation, with line and column when it has them.
+        message: String,
+    },
+    /// An environment override does not fit its key.
+    #[error("environment variable {var} (key `{key}`): {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// The key it overrides.
+        key: String,
+        /// Why it does not fit.
+        message: String,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("config key `{key}` = {value}: {problem}")]
+    Invalid {
+        /// The key path, dotted.
+        key: String,
+        /// The value as written (never a secret: secrets are not config values).
+        value: String,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+    /// A key names an environment variable holding a secret, and it is not set.
+    #[error("config key `{key}` names environment variable {var}, which is not set or empty")]
+    MissingSecret {
+        /// The key naming the variable.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Where a source reads tokens from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An ERC-721 subgraph over GraphQL.
+    Graph,
+    /// A chain's JSON-RPC node (`eth_getLogs`).
+    Rpc,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::Graph => "graph",
+            SourceKind::Rpc => "rpc",
+        })
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folder of the sled store (created if missing).
+    pub data_dir: PathBuf,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// The store.
+    pub store: StoreConfig,
+    /// The HTTP API and dashboard.
+    pub http: HttpConfig,
+    /// Token sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("nifty-data"),
+            log_format: LogFormat::Human,
+            store: StoreConfig::default(),
+            http: HttpConfig::default(),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// fsync after every commit, so an acknowledged page survives power loss.
+    pub sync_commits: bool,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sync_commits: true,
+            cache_mb: nifty_state::DEFAULT_CACHE_BYTES / (1024 * 1024),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the API and dashboard listen on; loopback unless you mean otherwise.
+    pub listen: String,
+    /// Environment variable holding the admin bearer token; empty turns admin writes off.
+    pub admin_token_env: String,
+    /// The admin token, read from `admin_token_env` at load.
+    #[serde(skip)]
+    pub admin_token: Option<SecretString>,
+}
+
+impl PartialEq for HttpConfig {
+    fn eq(&self, o: &Self) -> bool {
+        // The resolved secret is not configuration; the variable naming it is.
+        (&self.listen, &self.admin_token_env) == (&o.listen, &o.admin_token_env)
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8640".to_owned(),
+            admin_token_env: String::new(),
+            admin_token: None,
+        }
+    }
+}
+
+/// `[sources.<name>]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `graph` or `rpc`.
+    pub kind: SourceKind,
+    /// The subgraph's GraphQL URL, or the node's JSON-RPC URL.
+    pub url: String,
+    /// Environment variable holding a bearer API key; empty for none.
+    #[serde(default)]
+    pub api_key_env: String,
+    /// The API key, read from `api_key_env` at load; never printed.
+    #[serde(skip)]
+    pub api_key: Option<SecretString>,
+    /// Blocks behind the head that are treated as final.
+    #[serde(default = "defaults::confirmations")]
+    pub confirmations: u64,
+    /// Tokens (or blocks, for rpc) per request; at most 1000.
+    #[serde(default = "defaults::page_size")]
+    pub page_size: u32,
+    /// First block to scrape when the source has no cursor yet.
+    #[serde(default)]
+    pub start_block: u64,
+    /// Cron expression (with seconds) of the scrape job.
+    #[serde(default = "defaults::schedule")]
+    pub schedule: String,
+    /// Seconds a scrape run may take before it stops after its next commit.
+    #[serde(default = "defaults::budget_secs")]
+    pub budget_secs: u64,
+    /// Whether the daemon schedules this source.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+}
+
+impl PartialEq for SourceConfig {
+    fn eq(&self, o: &Self) -> bool {
+        // The resolved secret is not configuration; the variable naming it is.
+        (
+            self.kind,
+            &self.url,
+            &self.api_key_env,
+            self.confirmations,
+            self.page_size,
+        ) == (o.kind, &o.url, &o.api_key_env, o.confirmations, o.page_size)
+            && (
+                self.start_block,
+                &self.schedule,
+                self.budget_secs,
+                self.enabled,
+            ) == (o.start_block, &o.schedule, o.budget_secs, o.enabled)
+    }
+}
+
+mod defaults {
+    pub fn confirmations() -> u64 {
+        20
+    }
+    pub fn page_size() -> u32 {
+        1000
+    }
+    pub fn schedule() -> String {
+        "0 */5 * * * *".to_owned()
+    }
+    pub fn budget_secs() -> u64 {
+        240
+    }
+    pub fn enabled() -> bool {
+        true
+    }
+}
+
+impl Config {
+    /// Loads the configuration: built-in defaults, then the file (the one given, else
+    /// `nifty.toml` when present), then `NIFTY_*` environment overrides; then validates it
+    /// and reads the secrets it names. `env` is passed in so tests control it.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (text, path) = match path {
+            Some(p) => (read(p)?, p.to_owned()),
+            None => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if p.exists() {
+                    (read(&p)?, p)
+                } else {
+                    (String::new(), p)
+                }
+            }
+        };
+        let config = Self::from_toml(&text, &path)?;
+        let config = config.with_env_overrides(env)?;
+        config.validate()?;
+        config.with_secrets(env)
+    }
+
+    /// Parses TOML text (no overrides, no validation).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let span = inner.span();
+            let mut message = inner.message().to_owned();
+            if let Some(span) = span {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                message = format!("{message} (line {line})");
+            }
+            ConfigError::Parse {
+                path: path.to_owned(),
+                key,
+                message,
+            }
+        })
+    }
+
+    /// Applies `NIFTY_<KEY>` overrides to every key present (all keys have defaults, so
+    /// all are present, including each configured source's).
+    fn with_env_overrides(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value = toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
+            key: String::new(),
+            value: String::new(),
+            problem: format!("cannot re-encode configuration: {e}"),
+        })?;
+        let mut changed = false;
+        override_leaves(&mut value, &mut vec![], env, &mut changed)?;
+        if !changed {
+            return Ok(self);
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Env {
+                var: env_name(&key.split('.').collect::<Vec<_>>()),
+                key,
+                message: e.into_inner().message().to_owned(),
+            }
+        })
+    }
+
+    /// Checks values the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: &dyn fmt::Display, problem: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            value: value.to_string(),
+            problem: problem.to_owned(),
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", &"\"\"", "must name a folder"));
+        }
+        if !(1..=65_536).contains(&self.store.cache_mb) {
+            return Err(invalid(
+                "store.cache_mb",
+                &self.store.cache_mb,
+                "must be 1 to 65536",
+            ));
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                &format!("{:?}", self.http.listen),
+                "must be IP:PORT, such as 127.0.0.1:8640",
+            ));
+        }
+        check_env_name("http.admin_token_env", &self.http.admin_token_env)?;
+        for (name, s) in &self.sources {
+            let key = |k: &str| format!("sources.{name}.{k}");
+            if !valid_source_name(name) {
+                return Err(invalid(
+                    &format!("sources.{name}"),
+                    &format!("{name:?}"),
+                    "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+                ));
+            }
+            match url::Url::parse(&s.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        &key("url"),
+                        &format!("{:?}", s.url),
+                        "must be an http(s) URL",
+                    ));
+                }
+                Err(e) => {
+                    return Err(invalid(
+                        &key("url"),
+                        &format!("{:?}", s.url),
+                        &format!("not a URL: {e}"),
+                    ));
+                }
+            }
+            if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
+                return Err(invalid(
+                    &key("page_size"),
+                    &s.page_size,
+                    "must be 1 to 1000 (graph-node's cap on `first`)",
+                ));
+            }
+            if s.confirmations > MAX_CONFIRMATIONS {
+                return Err(invalid(
+                    &key("confirmations"),
+                    &s.confirmations,
+                    "must be at most 10000",
+                ));
+            }
+            if !(1..=86_400).contains(&s.budget_secs) {
+                return Err(invalid(
+                    &key("budget_secs"),
+                    &s.budget_secs,
+                    "must be 1 to 86400 seconds",
+                ));
+            }
+            if s.schedule.split_whitespace().count() != 6 {
+                return Err(invalid(
+                    &key("schedule"),
+                    &format!("{:?}", s.schedule),
+                    "must be a cron expression with 6 fields (sec min hour day month weekday)",
+                ));
+            }
+            check_env_name(&key("api_key_env"), &s.api_key_env)?;
+        }
+        Ok(())
+    }
+
+    fn with_secrets(mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let secret = |key: String, var: &str| -> Result<Option<SecretString>, ConfigError> {
+            if var.is_empty() {
+                return Ok(None);
+            }
+            match env(var) {
+                Some(v) if !v.is_empty() => Ok(Some(SecretString::from(v))),
+                _ => Err(ConfigError::MissingSecret {
+                    key,
+                    var: var.to_owned(),
+                }),
+            }
+        };
+        self.http.admin_token = secret("http.admin_token_env".into(), &self.http.admin_token_env)?;
+        for (name, s) in &mut self.sources {
+            s.api_key = secret(format!("sources.{name}.api_key_env"), &s.api_key_env)?;
+        }
+        Ok(self)
+    }
+
+    /// The effective configuration as TOML (secrets are never part of it).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
+    }
+}
+
+fn read(p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+        path: p.to_owned(),
+        source,
+    })
+}
+
+fn valid_source_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+fn check_env_name(key: &str, var: &str) -> Result<(), ConfigError> {
+    let ok = var.is_empty()
+        || (var.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            && !var.as_bytes()[0].is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            value: format!("{var:?}"),
+            problem: "must be the name of an environment variable (letters, digits, '_')".into(),
+        })
+    }
+}
+
+/// The environment variable that overrides a key path.
+pub fn env_name(path: &[&str]) -> String {
+    let mut s = ENV_PREFIX.to_owned();
+    s.push_str(&path.join("_").replace(['-', '.'], "_").to_ascii_uppercase());
+    s
+}
+
+fn override_leaves(
+    v: &mut toml::Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    changed: &mut bool,
+) -> Result<(), ConfigError> {
+    if let toml::Value::Table(t) = v {
+        for (k, child) in t.iter_mut() {
+            path.push(k.clone());
+            override_leaves(child, path, env, changed)?;
+            path.pop();
+        }
+        return Ok(());
+    }
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    let var = env_name(&parts);
+    let Some(raw) = env(&var) else { return Ok(()) };
+    let key = parts.join(".");
+    let bad = |what: &str| ConfigError::Env {
+        var: var.clone(),
+        key: key.clone(),
+        message: format!("expected {what}, got {raw:?}"),
+    };
+    *v = match v {
+        toml::Value::String(_) => toml::Value::String(raw.clone()),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
+        }
+        _ => return Err(bad("a value this key cannot take from the environment")),
+    };
+    *changed = true;
+    Ok(())
+}
+
+/// `nifty config init` writes this: every key with its default and why.
+pub const TEMPLATE: &str = r#"# nifty configuration.
+#
+# Every key can be overridden by an environment variable: NIFTY_ followed by the key path in
+# upper case with '.' and '-' turned into '_' (data_dir -> NIFTY_DATA_DIR,
+# sources.mainnet.url -> NIFTY_SOURCES_MAINNET_URL). Secrets never live in this file: keys
+# ending in _env name the environment variable that holds them.
+
+# Folder of the embedded store. One process at a time may hold it; other commands talk to
+# a running daemon with --api URL.
+data_dir = "nifty-data"
+
+# Log lines: "human" or "json". The level comes from RUST_LOG (default: info).
+log_format = "human"
+
+[store]
+# fsync after every page commit, so an acknowledged page survives a crash or power loss.
+sync_commits = true
+# sled's page cache in MiB.
+cache_mb = 64
+
+[http]
+# The API and dashboard. Loopback by default: expose it deliberately, behind a proxy.
+listen = "127.0.0.1:8640"
+# Environment variable holding the admin bearer token for writes such as a cursor rewind.
+# Empty: admin writes are off.
+admin_token_env = ""
+
+# Token sources, one table each. kind = "graph" pages an ERC-721 subgraph; kind = "rpc"
+# reads mints from a chain node's logs. Source names: a-z, 0-9, '_' and '-'.
+#
+# [sources.mainnet]
+# kind = "graph"
+# url = "https://gateway.thegraph.com/api/subgraphs/id/<SUBGRAPH_ID>"
+# # Environment variable holding the bearer API key; empty for none.
+# api_key_env = "NIFTY_GRAPH_API_KEY"
+# # Blocks behind the head treated as final.
+# confirmations = 20
+# # Tokens per request, at most 1000 (graph-node's cap).
+# page_size = 1000
+# # First block to scrape when the source has no cursor yet.
+# start_block = 0
+# # Cron expression with seconds: sec min hour day month weekday.
+# schedule = "0 */5 * * * *"
+# # Seconds a run may take; it stops after the commit that crosses this.
+# budget_secs = 240
+# enabled = true
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| vars.get(k).cloned();
+        let c = Config::from_toml(text, Path::new("test.toml"))?;
+        let c = c.with_env_overrides(&env)?;
+        c.validate()?;
+        c.with_secrets(&env)
+    }
+
+    const SOURCE: &str = "[sources.main]\nkind = \"graph\"\nurl = \"http://127.0.0.1:9/graphql\"\n";
+
+    #[test]
+    fn the_template_is_the_defaults() {
+        assert_eq!(load(TEMPLATE, &[]).unwrap(), Config::default());
+        // And the commented source example is valid once uncommented.
+        let uncommented: String = TEMPLATE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [sources."))
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("<SUBGRAPH_ID>", "abc");
+        let c = load(&uncommented, &[("NIFTY_GRAPH_API_KEY", "k")]).unwrap();
+        assert_eq!(c.sources["mainnet"].page_size, 1000);
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_template() {
+        let mut c = Config::default();
+        c.sources.insert(
+            "mainnet".into(),
+            load(SOURCE, &[]).unwrap().sources["main"].clone(),
+        );
+        let v = toml::Value::try_from(&c).unwrap();
+        let mut keys = vec![];
+        fn walk(v: &toml::Value, p: &str, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, c) in t {
+                        walk(c, k, out)
+                    }
+                }
+                _ => out.push(p.to_owned()),
+            }
+        }
+        walk(&v, "", &mut keys);
+        for k in keys {
+            assert!(
+                TEMPLATE.contains(&format!("{k} = ")),
+                "key {k} missing from the template"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        // (config text, environment, what the error must say)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "data_dirr = \"x\"",
+                &[],
+                "key `data_dirr`: unknown field `data_dirr`",
+            ),
+            (
+                "[store]\ncache_mb = \"big\"",
+                &[],
+                "key `store.cache_mb`: invalid type: string \"big\", expected u64 (line 2)",
+            ),
+            (
+                "[http]\nlisten = 8640",
+                &[],
+                "key `http.listen`: invalid type: integer `8640`, expected a string",
+            ),
+            (
+                "[http]\nlisten = \"localhost\"",
+                &[],
+                "`http.listen` = \"localhost\": must be IP:PORT",
+            ),
+            (
+                "[http]\nadmin_token_env = \"NIFTY_ADMIN\"",
+                &[],
+                "`http.admin_token_env` names environment variable NIFTY_ADMIN, which is not set",
+            ),
+            (
+                "[http]\nadmin_token_env = \"BAD NAME\"",
+                &[],
+                "`http.admin_token_env` = \"BAD NAME\": must be the name of an environment variable",
+            ),
+            (
+                "log_format = \"xml\"",
+                &[],
+                "key `log_format`: unknown variant `xml`",
+            ),
+            (
+                "[sources.main]\nkind = \"graph\"",
+                &[],
+                "key `sources.main`: missing field `url`",
+            ),
+            (
+                "[sources.main]\nkind = \"subgraph\"\nurl = \"http://x\"",
+                &[],
+                "key `sources.main.kind`: unknown variant `subgraph`",
+            ),
+            (
+                "[sources.Main]\nkind = \"graph\"\nurl = \"http://x\"",
+                &[],
+                "`sources.Main` = \"Main\": source names are",
+            ),
+            (
+                &format!("{SOURCE}page_size = 5000"),
+                &[],
+                "`sources.main.page_size` = 5000: must be 1 to 1000",
+            ),
+            (
+                &format!("{SOURCE}page_size = -1"),
+                &[],
+                "key `sources.main.page_size`: invalid value: integer `-1`, expected u32",
+            ),
+            (
+                &format!("{SOURCE}confirmations = 100000"),
+                &[],
+                "`sources.main.confirmations` = 100000",
+            ),
+            (
+                &format!("{SOURCE}schedule = \"*/5 * * * *\""),
+                &[],
+                "`sources.main.schedule` = \"*/5 * * * *\": must be a cron expression with 6 fields",
+            ),
+            (
+                &format!("{SOURCE}budget_secs = 0"),
+                &[],
+                "`sources.main.budget_secs` = 0",
+            ),
+            (
+                &format!("{SOURCE}api_key_env = \"GRAPH_KEY\""),
+                &[],
+                "`sources.main.api_key_env` names environment variable GRAPH_KEY",
+            ),
+            (
+                &format!("{SOURCE}api_key_env = \"GRAPH_KEY\""),
+                &[("GRAPH_KEY", "")],
+                "names environment variable GRAPH_KEY, which is not set or empty",
+            ),
+            (
+                &format!("{SOURCE}pagesize = 5"),
+                &[],
+                "key `sources.main.pagesize`: unknown field `pagesize`",
+            ),
+            (
+                "[sources.main]\nkind = \"graph\"\nurl = \"ftp://x/y\"",
+                &[],
+                "`sources.main.url` = \"ftp://x/y\": must be an http(s) URL",
+            ),
+            (
+                "[sources.main]\nkind = \"graph\"\nurl = \"not a url\"",
+                &[],
+                "`sources.main.url` = \"not a url\": not a URL",
+            ),
+            ("data_dir = ", &[], "test.toml"),
+            (
+                "",
+                &[("NIFTY_STORE_CACHE_MB", "lots")],
+                "NIFTY_STORE_CACHE_MB (key `store.cache_mb`): expected an integer, got \"lots\"",
+            ),
+            (
+                "",
+                &[("NIFTY_STORE_SYNC_COMMITS", "maybe")],
+                "NIFTY_STORE_SYNC_COMMITS (key `store.sync_commits`): expected true or false",
+            ),
+            (
+                "",
+                &[("NIFTY_LOG_FORMAT", "xml")],
+                "NIFTY_LOG_FORMAT (key `log_format`): unknown variant `xml`, expected `human` or `json`",
+            ),
+            (
+                SOURCE,
+                &[("NIFTY_SOURCES_MAIN_PAGE_SIZE", "0")],
+                "`sources.main.page_size` = 0",
+            ),
+            (
+                "",
+                &[("NIFTY_DATA_DIR", "")],
+                "`data_dir` = \"\": must name a folder",
+            ),
+        ];
+        for (text, vars, want) in cases {
+            let err = load(text, vars).map(|_| ()).unwrap_err().to_string();
+            assert!(
+                err.contains(want),
+                "config {text:?} env {vars:?}:\n  got  {err}\n  want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_has_an_env_override() {
+        let c = load(
+            SOURCE,
+            &[
+                ("NIFTY_DATA_DIR", "/tmp/elsewhere"),
+                ("NIFTY_LOG_FORMAT", "json"),
+                ("NIFTY_STORE_SYNC_COMMITS", "false"),
+                ("NIFTY_STORE_CACHE_MB", "8"),
+                ("NIFTY_HTTP_LISTEN", "127.0.0.1:0"),
+                ("NIFTY_SOURCES_MAIN_URL", "http://127.0.0.1:7/g"),
+                ("NIFTY_SOURCES_MAIN_PAGE_SIZE", "250"),
+                ("NIFTY_SOURCES_MAIN_ENABLED", "0"),
+                ("NIFTY_SOURCES_MAIN_KIND", "rpc"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/elsewhere"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!c.store.sync_commits);
+        assert_eq!(c.store.cache_mb, 8);
+        assert_eq!(c.http.listen, "127.0.0.1:0");
+        let s = &c.sources["main"];
+        assert_eq!(
+            (s.url.as_str(), s.page_size, s.enabled, s.kind),
+            ("http://127.0.0.1:7/g", 250, false, SourceKind::Rpc)
+        );
+        assert_eq!(
+            env_name(&["sources", "eth-main", "api_key_env"]),
+            "NIFTY_SOURCES_ETH_MAIN_API_KEY_ENV"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_named_variables_and_never_print() {
+        let text =
+            format!("{SOURCE}api_key_env = \"GRAPH_KEY\"\n[http]\nadmin_token_env = \"ADMIN\"\n");
+        let c = load(
+            &text,
+            &[("GRAPH_KEY", "sk-very-secret"), ("ADMIN", "adm-secret")],
+        )
+        .unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            c.sources["main"].api_key.as_ref().unwrap().expose_secret(),
+            "sk-very-secret"
+        );
+        let shown = format!("{c:?}{}", c.to_toml());
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains("adm-secret"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The `nifty` binary's library: CLI, configuration, logging and the commands that wire the
+//! state, scraper and pinner crates together. `main.rs` only parses and reports.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+
+use cli::{Cli, Command, ConfigCommand};
+use config::{Config, ConfigError};
+use nifty_state::StateError;
+
+/// Exit code of a bad command line or configuration (clap uses 2 for bad arguments too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when another process holds the data dir.
+pub const EXIT_IN_USE: u8 = 3;
+/// Exit code of any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The operator asked for something that cannot be done as asked. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The command exists but arrives with later work. Exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("`nifty {command}` is not in this build yet: it arrives with {arrives_with}")]
+pub struct NotYetBuilt {
+    /// The subcommand.
+    pub command: &'static str,
+    /// What brings it.
+    pub arrives_with: &'static str,
+}
+
+/// The process exit code for an error: 2 for usage and configuration, 3 for a store held
+/// by another process, 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<ConfigError>() || cause.is::<UsageError>() {
+            return EXIT_USAGE;
+        }
+        if let Some(StateError::InUse { .. }) = cause.downcast_ref::<StateError>() {
+            return EXIT_IN_USE;
+        }
+    }
+    EXIT_FAILURE
+}
+
+/// Loads configuration (file, environment, then command-line overrides).
+pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut config = Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok())?;
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(f) = cli.log_format {
+        config.log_format = f;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs a parsed command line.
+pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    // Writing a config file must work when the current one is broken or absent.
+    if let Command::Config {
+        action: ConfigCommand::Init { path, force },
+    } = &cli.command
+    {
+        return commands::config_init(path, *force);
+    }
+    let config = load_config(&cli)?;
+    logging::init(config.log_format);
+    let not_yet = |command, arrives_with| {
+        Err(NotYetBuilt {
+            command,
+            arrives_with,
+        }
+        .into())
+    };
+    match &cli.command {
+        Command::Status(args) => commands::status(&config, args),
+        Command::Cursor { action } => commands::cursor(&config, action),
+        Command::Config {
+            action: ConfigCommand::Show,
+        } => commands::config_show(&config),
+        Command::Config {
+            action: ConfigCommand::Init { .. },
+        } => Ok(()),
+        Command::Run => not_yet("run", "the daemon (issue 5)"),
+        Command::Backfill => not_yet("backfill", "The Graph source (issue 3)"),
+        Command::Check => not_yet("check", "the pinner (issue 4)"),
+        Command::Report => not_yet("report", "the pinner (issue 4)"),
+        Command::Pin => not_yet("pin", "the pinner (issue 4)"),
+        Command::Follow => not_yet("follow", "the pinner (issue 4)"),
+        Command::Devnet => not_yet("devnet", "The Graph source (issue 3)"),
+        Command::Demo => not_yet("demo", "the daemon (issue 5)"),
+    }
+}

@@ -1,0 +1,34 @@
+//! tracing setup: human lines or JSON, to stderr, level from RUST_LOG.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. A bad RUST_LOG falls back to `info` with a warning
+/// rather than failing the command.
+pub fn init(format: LogFormat) {
+    let (filter, bad) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, None),
+        Err(e) => (
+            EnvFilter::new("info"),
+            std::env::var("RUST_LOG").ok().map(|v| (v, e)),
+        ),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    // try_init: a second init (tests) keeps the first subscriber instead of panicking.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Some((value, e)) = bad
+        && !value.is_empty()
+    {
+        tracing::warn!(rust_log = %value, error = %e, "RUST_LOG not understood; logging at info");
+    }
+}
