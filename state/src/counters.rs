@@ -59,10 +59,16 @@ impl Deltas {
         }
     }
 
-    pub(crate) fn token_added(&mut self, source: &str, status: TokenStatus, reason: Option<&str>) {
-        self.add(TOKENS.to_owned(), 1);
-        self.add(token_source(source), 1);
-        self.status(status, reason, 1);
+    pub(crate) fn tokens_added(
+        &mut self,
+        source: &str,
+        status: TokenStatus,
+        reason: Option<&str>,
+        n: i64,
+    ) {
+        self.add(TOKENS.to_owned(), n);
+        self.add(token_source(source), n);
+        self.status(status, reason, n);
     }
 
     pub(crate) fn token_status_changed(

@@ -275,8 +275,10 @@ pub struct PinRecord {
 /// An `outbox` item: work to do after a commit, at least once, idempotently.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum WorkItem {
-    /// Analyse a token's URI and metadata.
-    Analyse(TokenKey),
+    /// Analyse these tokens' URIs and metadata: the new tokens of one page. One item per
+    /// page keeps a page commit to one outbox write; a handler that stops halfway repeats
+    /// the item and skips the tokens it already moved past `Queued`.
+    Analyse(Vec<TokenKey>),
     /// Pin a CID (binary form).
     Pin(Vec<u8>),
 }

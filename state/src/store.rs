@@ -233,6 +233,7 @@ impl Store {
             .path(dir.join(SLED_DIR))
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(Some(500))
+            .mode(sled::Mode::HighThroughput)
             .open()?;
         let t = Trees {
             meta: (*db).clone(),
@@ -308,22 +309,15 @@ impl Store {
         Ok(())
     }
 
-    /// Commits a page: its new tokens, their analysis outbox items, new contracts, the
-    /// advanced cursor and the counters, in one transaction. Tokens already stored are
-    /// counted as duplicates and left alone. The cursor may not move backwards.
+    /// Commits a page: its new tokens, one analysis outbox item listing them, new
+    /// contracts, the advanced cursor and the counters, in one transaction. Tokens already
+    /// stored are counted as duplicates and left alone. The cursor may not move backwards.
     pub fn commit_page(&self, page: &Page<'_>) -> Result<PageOutcome> {
         // Encode outside the closure: sled may run it more than once.
         let cursor_bytes = encode("cursor", &page.cursor)?;
         let mut tokens = Vec::with_capacity(page.tokens.len());
         for (key, token) in page.tokens {
-            tokens.push((
-                key.encode(),
-                encode("token", token)?,
-                encode("outbox item", &WorkItem::Analyse(*key))?,
-                token.status,
-                token.reason.as_deref(),
-                token.source.as_str(),
-            ));
+            tokens.push((*key, key.encode(), encode("token", token)?));
         }
         let mut contracts = Vec::with_capacity(page.contracts.len());
         for (addr, c) in page.contracts {
@@ -331,7 +325,7 @@ impl Store {
         }
         let name = page.cursor_name;
         let t = &self.t;
-        let out = (
+        let r = (
             &t.meta,
             &t.tokens,
             &t.contracts,
@@ -355,12 +349,37 @@ impl Store {
                 }
                 let mut d = Deltas::default();
                 let mut outcome = PageOutcome::default();
-                for (key, value, item, status, reason, source) in &tokens {
-                    if tok.get(key)?.is_some() {
+                let mut inserted = Vec::with_capacity(tokens.len());
+                // Most of a page shares source, status and reason: count runs, not tokens,
+                // so counter names are built once per run.
+                let mut run: Option<(&str, TokenStatus, Option<&str>, i64)> = None;
+                for ((key, kbytes, value), (_, token)) in tokens.iter().zip(page.tokens) {
+                    if tok.get(kbytes)?.is_some() {
                         outcome.duplicates += 1;
                         continue;
                     }
-                    tok.insert(&key[..], &value[..])?;
+                    tok.insert(&kbytes[..], &value[..])?;
+                    inserted.push(*key);
+                    let this = (token.source.as_str(), token.status, token.reason.as_deref());
+                    match &mut run {
+                        Some((s, st, r, n)) if (*s, *st, *r) == this => *n += 1,
+                        _ => {
+                            if let Some((s, st, r, n)) = run.take() {
+                                d.tokens_added(s, st, r, n);
+                            }
+                            run = Some((this.0, this.1, this.2, 1));
+                        }
+                    }
+                }
+                if let Some((s, st, r, n)) = run {
+                    d.tokens_added(s, st, r, n);
+                }
+                outcome.inserted = inserted.len() as u64;
+                if !inserted.is_empty() {
+                    let item = match encode("outbox item", &WorkItem::Analyse(inserted)) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
                     let seq = next_seq(meta, META_SEQ_OUTBOX)?;
                     outbox.insert(
                         &OutboxKey {
@@ -368,10 +387,8 @@ impl Store {
                             seq,
                         }
                         .encode()[..],
-                        &item[..],
+                        item,
                     )?;
-                    outcome.inserted += 1;
-                    d.token_added(source, *status, *reason);
                     d.add(counters::outbox(Queue::Analyse), 1);
                 }
                 for (addr, value) in &contracts {
@@ -384,7 +401,7 @@ impl Store {
                 d.apply(cnt)?;
                 Ok(outcome)
             });
-        let out = tx_result(out)?;
+        let out = tx_result(r)?;
         self.durable()?;
         Ok(out)
     }
@@ -771,7 +788,7 @@ impl Store {
         for kv in self.t.tokens.iter() {
             let (k, v) = kv?;
             let token: Token = decode("tokens", &k, &v)?;
-            d.token_added(&token.source, token.status, token.reason.as_deref());
+            d.tokens_added(&token.source, token.status, token.reason.as_deref(), 1);
             for cid in token.resources {
                 *refs.entry(cid).or_default() += 1;
             }
@@ -791,14 +808,20 @@ impl Store {
             d.add(counters::PINS.to_owned(), 1);
             d.add(counters::pin_status(pin.status), 1);
         }
-        let mut seen = std::collections::HashSet::new();
+        // An item is duplicated when any token or CID it names is named by another item.
+        let mut seen_tokens = std::collections::HashSet::new();
+        let mut seen_cids = std::collections::HashSet::new();
         let mut duplicate_outbox_items = 0;
         for kv in self.t.outbox.iter() {
             let (k, v) = kv?;
             let key = OutboxKey::decode(&k)?;
             let item: WorkItem = decode("outbox", &k, &v)?;
             d.add(counters::outbox(key.queue), 1);
-            if !seen.insert(item) {
+            let fresh = match item {
+                WorkItem::Analyse(keys) => keys.into_iter().all(|t| seen_tokens.insert(t)),
+                WorkItem::Pin(cid) => seen_cids.insert(cid),
+            };
+            if !fresh {
                 duplicate_outbox_items += 1;
             }
         }

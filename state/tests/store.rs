@@ -66,13 +66,12 @@ fn a_page_commits_tokens_outbox_cursor_and_counters_together() {
     assert_eq!(c.contracts, 1);
     assert_eq!(c.tokens_by_status["queued"], 5);
     assert_eq!(c.tokens_by_source["graph"], 5);
-    assert_eq!(c.outbox["analyse"], 5);
+    // One analysis item per page, listing the page's new tokens in page order.
+    assert_eq!(c.outbox["analyse"], 1);
     let items = s.outbox_take(Queue::Analyse, 100).unwrap();
     assert_eq!(
-        items.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(),
-        toks.iter()
-            .map(|(k, _)| WorkItem::Analyse(*k))
-            .collect::<Vec<_>>()
+        items.into_iter().map(|(_, w)| w).collect::<Vec<_>>(),
+        vec![WorkItem::Analyse(toks.iter().map(|(k, _)| *k).collect())]
     );
     assert!(s.audit().unwrap().is_clean());
 }
@@ -121,7 +120,9 @@ fn tokens_already_stored_are_duplicates_whichever_source_or_page_brings_them() {
         (5, 3, 2)
     );
     assert_eq!(s.token(&key(1, 1)).unwrap().unwrap().source, "graph");
-    assert_eq!(c.outbox["analyse"], 5);
+    assert_eq!(c.outbox["analyse"], 2);
+    let items = s.outbox_take(Queue::Analyse, 10).unwrap();
+    assert_eq!(items[1].1, WorkItem::Analyse(vec![key(1, 3), key(1, 4)]));
     let audit = s.audit().unwrap();
     assert!(audit.is_clean(), "{audit:?}");
 }
@@ -249,10 +250,12 @@ fn analysis_links_pins_once_per_cid_and_keeps_counters() {
         cid: b"shared-image".to_vec(),
         role: "image".into(),
     };
-    for (i, (ok, item)) in items.iter().enumerate() {
-        let WorkItem::Analyse(k) = item else {
-            panic!("{item:?}")
-        };
+    let [(ok, WorkItem::Analyse(keys))] = &items[..] else {
+        panic!("{items:?}")
+    };
+    for (i, k) in keys.iter().enumerate() {
+        // The item is acknowledged with the page's last token.
+        let ok = (i == keys.len() - 1).then_some(*ok);
         let meta = Resource {
             cid: format!("meta-{i}").into_bytes(),
             role: "metadata".into(),
@@ -263,20 +266,13 @@ fn analysis_links_pins_once_per_cid_and_keeps_counters() {
                 TokenStatus::ContentFetchFailed,
                 Some("http_404"),
                 &[],
-                Some(*ok),
+                ok,
                 5,
             )
             .unwrap();
         } else {
-            s.record_analysis(
-                k,
-                TokenStatus::Parsed,
-                None,
-                &[meta, shared.clone()],
-                Some(*ok),
-                5,
-            )
-            .unwrap();
+            s.record_analysis(k, TokenStatus::Parsed, None, &[meta, shared.clone()], ok, 5)
+                .unwrap();
         }
     }
     let c = s.counts().unwrap();
@@ -339,16 +335,17 @@ fn analysis_links_pins_once_per_cid_and_keeps_counters() {
 fn outbox_ack_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    let toks: Vec<_> = (0..4)
-        .map(|i| (key(3, i), token("g", &key(3, i), 1)))
-        .collect();
-    s.commit_page(&Page {
-        cursor_name: "g",
-        cursor: cursor(1, ""),
-        tokens: &toks,
-        contracts: &[],
-    })
-    .unwrap();
+    for i in 0..4u64 {
+        let toks = [(key(3, i), token("g", &key(3, i), i))];
+        let c = cursor(i, "");
+        s.commit_page(&Page {
+            cursor_name: "g",
+            cursor: c,
+            tokens: &toks,
+            contracts: &[],
+        })
+        .unwrap();
+    }
     let first: Vec<_> = s
         .outbox_take(Queue::Analyse, 2)
         .unwrap()
@@ -360,7 +357,8 @@ fn outbox_ack_is_idempotent() {
     assert_eq!(s.counts().unwrap().outbox["analyse"], 2);
     assert_eq!(s.outbox_take(Queue::Pin, 10).unwrap().len(), 0);
     let rest = s.outbox_take(Queue::Analyse, 10).unwrap();
-    assert_eq!(rest[0].1, WorkItem::Analyse(key(3, 2)));
+    assert_eq!(rest[0].1, WorkItem::Analyse(vec![key(3, 2)]));
+    assert!(s.audit().unwrap().is_clean());
 }
 
 #[test]
