@@ -18,8 +18,7 @@ demo: build ## Build and walk through the store and CLI in a scratch folder (dev
 	@scripts/demo.sh "$(CARGO_TARGET_DIR)/debug/nifty"
 
 test: ## Run every test: unit, store crash loop, black-box CLI (what CI runs)
-	$(CARGO) test --workspace --locked
-	$(CARGO) test --workspace --locked --doc
+	@CARGO=$(CARGO) scripts/test.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

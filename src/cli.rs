@@ -39,7 +39,7 @@ pub enum Command {
     /// Run the daemon: scheduled scrape, analysis, pin and follow-up jobs, and the HTTP API.
     Run,
     /// Scrape a block range with parallel workers, resumably.
-    Backfill,
+    Backfill(BackfillArgs),
     /// Show or move source cursors.
     Cursor {
         /// The cursor action.
@@ -66,6 +66,67 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigCommand,
     },
+}
+
+/// `nifty backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The source to scrape: a `[sources.NAME]` of the config, or the name to record
+    /// tokens under when `--graph` gives the endpoint [default: the only configured
+    /// source, or `graph` with --graph].
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Subgraph GraphQL URL, instead of (or overriding) the source's `url`.
+    #[arg(long, value_name = "URL")]
+    pub graph: Option<String>,
+    /// First block [default: the source's start_block].
+    #[arg(long, value_name = "BLOCK")]
+    pub from: Option<u64>,
+    /// Last block, or `head` for the snapshot (head minus confirmations) at start.
+    #[arg(long, value_name = "BLOCK|head", default_value = "head", value_parser = parse_to)]
+    pub to: ToBlock,
+    /// Parallel workers (and initial partitions).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Name of a new job [default: SOURCE-<unix seconds>].
+    #[arg(long, value_name = "JOB", conflicts_with = "resume")]
+    pub job: Option<String>,
+    /// Resume the job of this name from its cursors (--from and --to come from the job).
+    #[arg(long, value_name = "JOB")]
+    pub resume: Option<String>,
+    /// Tokens per request (at most 1000) [default: the source's page_size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: Option<u32>,
+    /// Blocks behind the head treated as final [default: the source's confirmations].
+    #[arg(long, value_name = "N")]
+    pub confirmations: Option<u64>,
+    /// Milliseconds one request may take [default: the source's timeout_ms].
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Stop after the commit that crosses this many seconds; resume later.
+    #[arg(long, value_name = "SECS")]
+    pub budget: Option<u64>,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The end of a backfill range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToBlock {
+    /// The snapshot block at start.
+    Head,
+    /// A block number.
+    Block(u64),
+}
+
+fn parse_to(s: &str) -> Result<ToBlock, String> {
+    if s == "head" {
+        return Ok(ToBlock::Head);
+    }
+    s.parse()
+        .map(ToBlock::Block)
+        .map_err(|_| format!("{s:?} is neither a block number nor `head`"))
 }
 
 /// Talking to a running daemon instead of the local store.

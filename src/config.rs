@@ -215,6 +215,9 @@ pub struct SourceConfig {
     /// Whether the daemon schedules this source.
     #[serde(default = "defaults::enabled")]
     pub enabled: bool,
+    /// Milliseconds one request may take before it is abandoned and retried.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 impl PartialEq for SourceConfig {
@@ -251,6 +254,9 @@ mod defaults {
     }
     pub fn enabled() -> bool {
         true
+    }
+    pub fn timeout_ms() -> u64 {
+        30_000
     }
 }
 
@@ -402,6 +408,13 @@ impl Config {
                     &key("schedule"),
                     &format!("{:?}", s.schedule),
                     "must be a cron expression with 6 fields (sec min hour day month weekday)",
+                ));
+            }
+            if !(100..=600_000).contains(&s.timeout_ms) {
+                return Err(invalid(
+                    &key("timeout_ms"),
+                    &s.timeout_ms,
+                    "must be 100 to 600000 milliseconds",
                 ));
             }
             check_env_name(&key("api_key_env"), &s.api_key_env)?;
@@ -562,6 +575,8 @@ admin_token_env = ""
 # # Seconds a run may take; it stops after the commit that crosses this.
 # budget_secs = 240
 # enabled = true
+# # Milliseconds one request may take before it is abandoned and retried.
+# timeout_ms = 30000
 "#;
 
 #[cfg(test)]

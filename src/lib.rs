@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod logging;
+pub mod scrape;
 
 use cli::{Cli, Command, ConfigCommand};
 use config::{Config, ConfigError};
@@ -87,7 +88,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
             action: ConfigCommand::Init { .. },
         } => Ok(()),
         Command::Run => not_yet("run", "the daemon (issue 5)"),
-        Command::Backfill => not_yet("backfill", "The Graph source (issue 3)"),
+        Command::Backfill(args) => scrape::backfill(&config, args),
         Command::Check => not_yet("check", "the pinner (issue 4)"),
         Command::Report => not_yet("report", "the pinner (issue 4)"),
         Command::Pin => not_yet("pin", "the pinner (issue 4)"),

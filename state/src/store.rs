@@ -484,6 +484,81 @@ impl Store {
         Ok(c)
     }
 
+    /// Creates several cursors in one transaction (a backfill job's partitions), refusing
+    /// if any of them exists already.
+    pub fn create_cursors(&self, cursors: &[(String, Cursor)]) -> Result<()> {
+        let mut encoded = Vec::with_capacity(cursors.len());
+        for (name, c) in cursors {
+            encoded.push((name.as_str(), encode("cursor", c)?));
+        }
+        let r = self.t.cursors.transaction(|cur| {
+            for (name, bytes) in &encoded {
+                if cur.get(name)?.is_some() {
+                    return abort(StateError::Invalid {
+                        what: "cursor",
+                        value: (*name).to_owned(),
+                        reason: "exists already".into(),
+                    });
+                }
+                cur.insert(*name, &bytes[..])?;
+            }
+            Ok(())
+        });
+        tx_result(r)?;
+        self.durable()
+    }
+
+    /// Work stealing: in one transaction, shrinks `victim`'s end to `victim_end` and
+    /// creates `thief` covering what the victim gave up. A crash leaves either both or
+    /// neither, so no block range is lost or owned twice.
+    pub fn split_cursor(
+        &self,
+        victim: &str,
+        victim_end: u64,
+        thief: &str,
+        thief_cursor: &Cursor,
+    ) -> Result<()> {
+        let thief_bytes = encode("cursor", thief_cursor)?;
+        let r = self.t.cursors.transaction(|cur| {
+            let Some(v) = cur.get(victim)? else {
+                return abort(StateError::NoSuchCursor(victim.to_owned()));
+            };
+            let mut c: Cursor = match decode("cursors", victim.as_bytes(), &v) {
+                Ok(c) => c,
+                Err(e) => return abort(e),
+            };
+            if cur.get(thief)?.is_some() {
+                return abort(StateError::Invalid {
+                    what: "cursor",
+                    value: thief.to_owned(),
+                    reason: "exists already".into(),
+                });
+            }
+            c.end = Some(victim_end);
+            match encode("cursor", &c) {
+                Ok(b) => cur.insert(victim, b)?,
+                Err(e) => return abort(e),
+            };
+            cur.insert(thief, &thief_bytes[..])?;
+            Ok(())
+        });
+        tx_result(r)?;
+        self.durable()
+    }
+
+    /// Cursors whose names start with `prefix` (a backfill job's partitions), by name.
+    pub fn cursors_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Cursor)>> {
+        let mut out = vec![];
+        for kv in self.t.cursors.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                decode("cursors", &k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// A token by contract and id.
     pub fn token(&self, key: &TokenKey) -> Result<Option<Token>> {
         let k = key.encode();

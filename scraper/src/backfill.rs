@@ -1,0 +1,287 @@
+//! Backfill: a block range split into partitions, each with its own cursor
+//! (`backfill/<job>/<k>`), paged by parallel workers. A worker that finishes its partition
+//! takes an unclaimed one or splits the largest remaining one at its midpoint (work
+//! stealing). A job resumes from its cursors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nifty_state::{Cursor, Position};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::error::{Result, ScrapeError};
+use crate::graph::lane::{Ctx, Lane, Stop, run_lane};
+use crate::paging::{is_finished, partition, split};
+
+/// Below this many blocks a partition is not split: a second worker would spend more on
+/// its first request than it saves.
+pub const MIN_SPLIT_BLOCKS: u64 = 4;
+
+/// A new job's shape.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The job's name; its cursors are `backfill/<job>/<k>`.
+    pub job: String,
+    /// First block.
+    pub from: u64,
+    /// Last block; `None` for the snapshot (head minus confirmations) at start.
+    pub to: Option<u64>,
+    /// Partitions to start with (one per worker).
+    pub partitions: usize,
+}
+
+/// The cursor-name prefix of a job.
+pub fn job_prefix(job: &str) -> String {
+    format!("backfill/{job}/")
+}
+
+fn lane_name(job: &str, k: usize) -> String {
+    format!("{}{k:05}", job_prefix(job))
+}
+
+/// A job's partitions.
+#[derive(Debug)]
+pub struct Backfill {
+    /// The job's name.
+    pub job: String,
+    /// Every partition, finished or not.
+    lanes: Mutex<Vec<Arc<Lane>>>,
+    /// The next partition number.
+    next: AtomicUsize,
+}
+
+impl Backfill {
+    /// Creates a job's partition cursors (all in one transaction) over `[from, to]`.
+    pub fn create(ctx: &Ctx, plan: &Plan, snapshot_block: u64) -> Result<Backfill> {
+        let to = plan.to.unwrap_or(snapshot_block);
+        if to > snapshot_block {
+            return Err(ScrapeError::Invalid(format!(
+                "--to {to} is beyond the snapshot block {snapshot_block} (head minus confirmations)"
+            )));
+        }
+        if plan.from > to {
+            return Err(ScrapeError::Invalid(format!(
+                "--from {} is after --to {to}",
+                plan.from
+            )));
+        }
+        if !ctx
+            .store
+            .cursors_with_prefix(&job_prefix(&plan.job))?
+            .is_empty()
+        {
+            return Err(ScrapeError::Invalid(format!(
+                "a backfill job named {:?} exists; resume it with --resume {}",
+                plan.job, plan.job
+            )));
+        }
+        let ranges = partition(plan.from, to, plan.partitions.max(1));
+        let now = (ctx.now_ms)();
+        let cursors: Vec<(String, Cursor)> = ranges
+            .iter()
+            .enumerate()
+            .map(|(k, (a, b))| {
+                let c = Cursor {
+                    position: Position::start_of(*a),
+                    snapshot: Some(snapshot_block),
+                    head: None,
+                    end: Some(*b),
+                    updated_ms: now,
+                };
+                (lane_name(&plan.job, k), c)
+            })
+            .collect();
+        ctx.store.create_cursors(&cursors)?;
+        info!(job = %plan.job, from = plan.from, to, partitions = cursors.len(), "backfill job created");
+        Ok(Self::from_cursors(&plan.job, cursors))
+    }
+
+    /// Loads a job from its cursors.
+    pub fn resume(ctx: &Ctx, job: &str) -> Result<Backfill> {
+        let cursors = ctx.store.cursors_with_prefix(&job_prefix(job))?;
+        if cursors.is_empty() {
+            return Err(ScrapeError::Invalid(format!(
+                "no backfill job named {job:?} in the store"
+            )));
+        }
+        Ok(Self::from_cursors(job, cursors))
+    }
+
+    fn from_cursors(job: &str, cursors: Vec<(String, Cursor)>) -> Backfill {
+        let mut next = 0;
+        let mut lanes = vec![];
+        for (name, c) in cursors {
+            if let Some(k) = name
+                .rsplit('/')
+                .next()
+                .and_then(|k| k.parse::<usize>().ok())
+            {
+                next = next.max(k + 1);
+            }
+            let end = c.end.unwrap_or(c.position.block);
+            lanes.push(Arc::new(Lane::new(name, true, c.position, end)));
+        }
+        Backfill {
+            job: job.to_owned(),
+            lanes: Mutex::new(lanes),
+            next: AtomicUsize::new(next),
+        }
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Lane>>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks not yet committed, over all partitions.
+    pub fn blocks_left(&self) -> u64 {
+        self.lanes().iter().map(|l| l.blocks_left()).sum()
+    }
+
+    /// Partitions in the job so far (splits add some).
+    pub fn partitions(&self) -> usize {
+        self.lanes().len()
+    }
+
+    /// The highest end of any partition: the snapshot the job needs at least.
+    pub fn max_end(&self) -> u64 {
+        self.lanes().iter().map(|l| l.lock().end).max().unwrap_or(0)
+    }
+
+    /// A partition for a free worker: an unclaimed unfinished one, else half of the
+    /// largest claimed one. `None` when nothing is left worth taking.
+    fn claim(&self, ctx: &Ctx) -> Result<Option<Arc<Lane>>> {
+        let mut lanes = self.lanes();
+        for lane in lanes.iter() {
+            let mut s = lane.lock();
+            if !s.taken && !is_finished(&s.position, s.end) {
+                s.taken = true;
+                return Ok(Some(lane.clone()));
+            }
+        }
+        let Some(victim) = lanes.iter().max_by_key(|l| l.blocks_left()).cloned() else {
+            return Ok(None);
+        };
+        let mut v = victim.lock();
+        let Some((victim_end, thief_start)) = split(&v.position, v.end, MIN_SPLIT_BLOCKS) else {
+            return Ok(None);
+        };
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = lane_name(&self.job, k);
+        let thief = Cursor {
+            position: Position::start_of(thief_start),
+            snapshot: None,
+            head: None,
+            end: Some(v.end),
+            updated_ms: (ctx.now_ms)(),
+        };
+        // Persist first, then change memory: a failed write leaves both as they were.
+        ctx.store
+            .split_cursor(&victim.name, victim_end, &name, &thief)?;
+        info!(job = %self.job, victim = %victim.name, thief = %name, from = thief_start, to = v.end, "work stolen");
+        let lane = Arc::new(Lane::new(name, true, thief.position, v.end));
+        v.end = victim_end;
+        drop(v);
+        lane.lock().taken = true;
+        lanes.push(lane.clone());
+        Ok(Some(lane))
+    }
+
+    fn release(&self, lane: &Lane) {
+        lane.lock().taken = false;
+    }
+
+    /// Runs `workers` workers until every partition is finished, the deadline passes, a
+    /// shutdown is asked, or one worker meets an error (the others then stop after their
+    /// current commit). Takes a new snapshot when the subgraph stops serving the old one.
+    pub async fn run(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        workers: usize,
+        confirmations: u64,
+        deadline: Option<Instant>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Stop> {
+        const RESNAPSHOTS: u32 = 5;
+        let mut tries = 0;
+        loop {
+            let snap = ctx.client.snapshot(confirmations).await?;
+            if snap.block < self.max_end() {
+                return Err(ScrapeError::Invalid(format!(
+                    "the subgraph's snapshot block {} is behind the job's end {}; wait for it to \
+                     index further, then resume",
+                    snap.block,
+                    self.max_end()
+                )));
+            }
+            // One stop signal for every worker: the operator's shutdown, or a sibling's
+            // failure. Each lane stops after its in-flight commit.
+            let (stop_tx, stop_rx) = watch::channel(*shutdown.borrow());
+            let forward = {
+                let (mut ext, tx) = (shutdown.clone(), stop_tx.clone());
+                tokio::spawn(async move {
+                    if ext.wait_for(|v| *v).await.is_ok() {
+                        let _ = tx.send(true);
+                    }
+                })
+            };
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..workers.max(1) {
+                let (bf, ctx) = (self.clone(), ctx.clone());
+                let mut stop = stop_rx.clone();
+                set.spawn(async move {
+                    loop {
+                        if *stop.borrow() {
+                            return Ok(Stop::Shutdown);
+                        }
+                        let Some(lane) = bf.claim(&ctx)? else {
+                            return Ok(Stop::Finished);
+                        };
+                        let result = run_lane(&ctx, &lane, snap, deadline, &mut stop).await;
+                        bf.release(&lane);
+                        match result? {
+                            Stop::Finished => continue,
+                            other => return Ok(other),
+                        }
+                    }
+                });
+            }
+            let mut first_err: Option<ScrapeError> = None;
+            let mut stop = Stop::Finished;
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok(Ok(Stop::Finished)) => {}
+                    Ok(Ok(s)) => stop = s,
+                    Ok(Err(e)) => {
+                        let _ = stop_tx.send(true);
+                        if first_err.is_none() {
+                            first_err = Some(e);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = stop_tx.send(true);
+                        first_err
+                            .get_or_insert(ScrapeError::Invalid(format!("worker failed: {e}")));
+                    }
+                }
+            }
+            forward.abort();
+            match first_err {
+                Some(ScrapeError::SnapshotUnavailable { .. }) if tries < RESNAPSHOTS => {
+                    tries += 1;
+                    warn!(job = %self.job, "snapshot no longer served; taking a new one");
+                }
+                Some(e) => return Err(e),
+                None if stop == Stop::Finished && self.blocks_left() > 0 => {
+                    return Err(ScrapeError::Invalid(format!(
+                        "backfill {} stopped with {} blocks unfinished; resume it",
+                        self.job,
+                        self.blocks_left()
+                    )));
+                }
+                None => return Ok(stop),
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The subgraph client: one POST per query, every failure classified, retries with
+//! backoff, and neither the API key nor a key-bearing URL ever in a message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use graphql_client::{GraphQLQuery, Response};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{debug, instrument, warn};
+
+use super::queries::{Meta, Page, meta, page};
+use crate::error::{Result, ScrapeError};
+use crate::retry::Backoff;
+
+/// How long one request may take. graph-node itself cuts queries at about 10 s on hosted
+/// indexers; 30 s leaves room for a slow gateway without hanging a run forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of an error body is kept for the operator.
+const SNIPPET_CHARS: usize = 200;
+
+/// Where and how to reach a subgraph.
+#[derive(Clone, Debug)]
+pub struct GraphClientConfig {
+    /// The GraphQL endpoint. May hold an API key in its path (gateway style); it is never
+    /// printed whole.
+    pub url: String,
+    /// Bearer API key, when the endpoint wants one.
+    pub api_key: Option<SecretString>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retry policy for retryable failures.
+    pub backoff: Backoff,
+}
+
+/// The block a run pages: the head minus confirmations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The subgraph's head when asked.
+    pub head: u64,
+    /// The snapshot block every query of the run passes as `block: { number }`.
+    pub block: u64,
+}
+
+/// A subgraph client. Cheap to clone: clones share the connection pool and counters.
+#[derive(Clone, Debug)]
+pub struct GraphClient {
+    /// The HTTP client (connection pool).
+    http: reqwest::Client,
+    /// The endpoint.
+    url: reqwest::Url,
+    /// The endpoint with secrets removed, for messages.
+    shown: String,
+    /// The bearer header, marked sensitive.
+    auth: Option<HeaderValue>,
+    /// Retry policy.
+    backoff: Backoff,
+    /// Requests made and failures met, for run records and metrics.
+    stats: std::sync::Arc<ClientStats>,
+}
+
+/// Counters of a client's traffic.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Requests that failed in a retryable way and were retried.
+    pub retries: AtomicU64,
+}
+
+/// The endpoint as safe to print: scheme, host, port and path, with the path segment after
+/// `/api/` (where gateways put the key), any user info and the query string removed.
+pub fn redact_url(url: &reqwest::Url) -> String {
+    let mut segments: Vec<String> = vec![];
+    let mut after_api = false;
+    for seg in url.path_segments().into_iter().flatten() {
+        if after_api {
+            segments.push("<redacted>".into());
+            after_api = false;
+        } else {
+            after_api = seg.eq_ignore_ascii_case("api");
+            segments.push(seg.to_owned());
+        }
+    }
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!(
+        "{}://{}{port}/{}",
+        url.scheme(),
+        url.host_str().unwrap_or("?"),
+        segments.join("/")
+    )
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
+    s.retain(|c| !c.is_control() || c == ' ');
+    s
+}
+
+/// Sorts GraphQL error messages into what the run does about them.
+pub fn classify_graphql_errors(messages: &[String], snapshot: Option<u64>) -> ScrapeError {
+    let joined = messages.join("; ");
+    let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    if has("indexing_error") {
+        return ScrapeError::IndexingError;
+    }
+    if has("only has data starting at block") || has("is therefore not yet available") {
+        return ScrapeError::SnapshotUnavailable {
+            snapshot: snapshot.unwrap_or(0),
+            message: joined,
+        };
+    }
+    const RETRYABLE: [&str; 8] = [
+        "Query timed out",
+        "service is overloaded",
+        "chain was reorganized",
+        "Too many requests",
+        "too many requests",
+        "database unavailable",
+        "Store error",
+        "timeout",
+    ];
+    if RETRYABLE.iter().any(|n| has(n)) {
+        ScrapeError::GraphQlRetryable(joined)
+    } else {
+        ScrapeError::GraphQl(joined)
+    }
+}
+
+impl GraphClient {
+    /// Builds a client; fails on a URL that is not http(s) or an API key that cannot be a
+    /// header (neither is echoed back).
+    pub fn new(cfg: GraphClientConfig) -> Result<Self> {
+        let url = reqwest::Url::parse(&cfg.url)
+            .map_err(|e| ScrapeError::Invalid(format!("subgraph URL is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ScrapeError::Invalid(format!(
+                "subgraph URL must be http(s), not {}",
+                url.scheme()
+            )));
+        }
+        let auth = match &cfg.api_key {
+            None => None,
+            Some(k) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose_secret()))
+                    .map_err(|_| {
+                        ScrapeError::Invalid(
+                            "the API key has characters a header cannot hold".into(),
+                        )
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("nifty/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| {
+                ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url()))
+            })?;
+        let shown = redact_url(&url);
+        Ok(GraphClient {
+            http,
+            url,
+            shown,
+            auth,
+            backoff: cfg.backoff,
+            stats: Default::default(),
+        })
+    }
+
+    /// The endpoint, safe to print.
+    pub fn endpoint(&self) -> &str {
+        &self.shown
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// One request, no retries.
+    async fn post<Q: GraphQLQuery>(
+        &self,
+        vars: Q::Variables,
+        snapshot: Option<u64>,
+    ) -> Result<Q::ResponseData> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let body = Q::build_query(vars);
+        let mut req = self.http.post(self.url.clone()).json(&body);
+        if let Some(a) = &self.auth {
+            req = req.header(AUTHORIZATION, a.clone());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ScrapeError::Transport(e.without_url()))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.contains("json"));
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ScrapeError::Transport(e.without_url()))?;
+        if !status.is_success() {
+            return Err(ScrapeError::Http {
+                status: status.as_u16(),
+                retry_after,
+                snippet: snippet(&bytes),
+            });
+        }
+        if !json {
+            return Err(ScrapeError::Decode(format!(
+                "content is not JSON: {}",
+                snippet(&bytes)
+            )));
+        }
+        let parsed: Response<Q::ResponseData> = serde_json::from_slice(&bytes).map_err(|e| {
+            ScrapeError::Decode(format!(
+                "{e} ({} bytes: {}...)",
+                bytes.len(),
+                snippet(&bytes)
+            ))
+        })?;
+        if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
+            // Data next to errors may be partial: it is never used.
+            let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            return Err(classify_graphql_errors(&messages, snapshot));
+        }
+        parsed
+            .data
+            .ok_or_else(|| ScrapeError::Decode("response has neither data nor errors".into()))
+    }
+
+    /// Runs `f` until it succeeds, fails in a way retrying cannot fix, or attempts run out.
+    async fn retrying<T, F, Fut>(&self, what: &(dyn Fn() -> String + Sync), mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < self.backoff.max_attempts => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let retry_after = match &e {
+                        ScrapeError::Http { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let wait = self
+                        .backoff
+                        .delay(attempt, rand::random::<f64>(), retry_after);
+                    warn!(
+                        endpoint = %self.shown, what = %what(), attempt, kind = e.kind(),
+                        error = %e, wait_ms = wait.as_millis() as u64, "retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) if e.is_retryable() => {
+                    return Err(ScrapeError::GaveUp {
+                        what: what(),
+                        attempts: attempt,
+                        last: Box::new(e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The snapshot to page: `_meta` head minus `confirmations`. Refuses a subgraph that
+    /// reports indexing errors.
+    #[instrument(skip(self), fields(endpoint = %self.shown))]
+    pub async fn snapshot(&self, confirmations: u64) -> Result<Snapshot> {
+        let data = self
+            .retrying(&|| "snapshot".to_owned(), || {
+                self.post::<Meta>(meta::Variables {}, None)
+            })
+            .await?;
+        let m = data
+            .meta
+            .ok_or_else(|| ScrapeError::Decode("_meta is null".into()))?;
+        if m.has_indexing_errors {
+            return Err(ScrapeError::HasIndexingErrors);
+        }
+        let head = u64::try_from(m.block.number)
+            .map_err(|_| ScrapeError::Decode(format!("negative head block {}", m.block.number)))?;
+        let snap = Snapshot {
+            head,
+            block: head.saturating_sub(confirmations),
+        };
+        debug!(head, snapshot = snap.block, "snapshot");
+        Ok(snap)
+    }
+
+    /// One page after `(block, last_id)` up to `end`, as of `snapshot`, with retries.
+    #[instrument(skip(self), fields(endpoint = %self.shown))]
+    pub async fn page(
+        &self,
+        block: u64,
+        last_id: &str,
+        end: u64,
+        first: u32,
+        snapshot: u64,
+    ) -> Result<page::ResponseData> {
+        let snap = i64::try_from(snapshot)
+            .map_err(|_| ScrapeError::Invalid(format!("snapshot block {snapshot} is too large")))?;
+        let vars = || page::Variables {
+            block: block.to_string(),
+            last_id: last_id.to_owned(),
+            end: end.to_string(),
+            first: i64::from(first),
+            snapshot: snap,
+        };
+        let what = || format!("page after block {block} id {last_id:?} (snapshot {snapshot})");
+        self.retrying(&what, || self.post::<Page>(vars(), Some(snapshot)))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_print_without_keys() {
+        let cases = [
+            (
+                "https://gateway.thegraph.com/api/0123456789abcdef0123456789abcdef/subgraphs/id/QmX",
+                "https://gateway.thegraph.com/api/<redacted>/subgraphs/id/QmX",
+            ),
+            (
+                "http://user:pw@127.0.0.1:8000/subgraphs/name/x?key=secret",
+                "http://127.0.0.1:8000/subgraphs/name/x",
+            ),
+            (
+                "https://example.com/API/k/x",
+                "https://example.com/API/<redacted>/x",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(&reqwest::Url::parse(input).unwrap()), want);
+        }
+    }
+
+    #[test]
+    fn graphql_errors_are_classified() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("indexing_error", "indexing_error", true),
+            ("Query timed out", "graphql_retryable", true),
+            ("service is overloaded", "graphql_retryable", true),
+            ("chain was reorganized", "graphql_retryable", true),
+            (
+                "Failed to decode `block.number` value: `subgraph Qm has only indexed up to block number 10 and data for block number 20 is therefore not yet available`",
+                "snapshot_unavailable",
+                false,
+            ),
+            (
+                "subgraph Qm only has data starting at block number 500 and data for block number 100 is therefore not available",
+                "snapshot_unavailable",
+                false,
+            ),
+            ("Type `Token` has no field `nope`", "graphql", false),
+            (
+                "The `skip` argument must be between 0 and 5000, but is 6000",
+                "graphql",
+                false,
+            ),
+        ];
+        for (msg, kind, retry) in cases {
+            let e = classify_graphql_errors(&[msg.to_string()], Some(20));
+            assert_eq!((e.kind(), e.is_retryable()), (*kind, *retry), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the workspace's tests and ends with one line totalling every test binary's results,
+# so the last thing printed says how many tests ran (the final binary is often a doc-test
+# run with nothing in it).
+set -uo pipefail
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+"${CARGO:-cargo}" test --workspace --locked "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+awk '/^test result:/ {
+  for (i = 2; i <= NF; i++) {
+    if ($i ~ /^passed/) p += $(i - 1)
+    if ($i ~ /^failed/) f += $(i - 1)
+    if ($i ~ /^ignored/) s += $(i - 1)
+  }
+} END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$rc"

@@ -1,0 +1,310 @@
+//! `nifty backfill`: wiring the Graph source to the store, with progress, shutdown and a run
+//! record.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nifty_scraper::backfill::{Backfill, Plan};
+use nifty_scraper::graph::{Ctx, GraphClient, GraphClientConfig, Progress, Stop};
+use nifty_scraper::retry::Backoff;
+use nifty_state::{RunOutcome, RunRecord};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::UsageError;
+use crate::cli::{BackfillArgs, ToBlock};
+use crate::commands::{now_ms, open_store};
+use crate::config::{Config, SourceConfig, SourceKind};
+
+/// How often progress is drawn on a terminal, and logged otherwise.
+const DRAW_EVERY: Duration = Duration::from_millis(500);
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Picks the source a command names, applying `--graph` and the other overrides.
+fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(String, SourceConfig)> {
+    let adhoc = |url: &str| SourceConfig {
+        kind: SourceKind::Graph,
+        url: url.to_owned(),
+        api_key_env: String::new(),
+        api_key: None,
+        confirmations: 20,
+        page_size: 1000,
+        start_block: 0,
+        schedule: "0 */5 * * * *".into(),
+        budget_secs: 240,
+        enabled: true,
+        timeout_ms: 30_000,
+    };
+    let known = || {
+        config
+            .sources
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (name, mut src) = match (&args.source, &args.graph) {
+        (Some(n), g) => match (config.sources.get(n), g) {
+            (Some(s), _) => (n.clone(), s.clone()),
+            (None, Some(url)) => (n.clone(), adhoc(url)),
+            (None, None) => {
+                return Err(UsageError(format!(
+                    "no source named {n:?} in the config (configured: {}); name one, or give \
+                     --graph URL",
+                    known()
+                ))
+                .into());
+            }
+        },
+        (None, Some(url)) => ("graph".to_owned(), adhoc(url)),
+        (None, None) => match config.sources.iter().next() {
+            Some((n, s)) if config.sources.len() == 1 => (n.clone(), s.clone()),
+            Some(_) => {
+                return Err(UsageError(format!(
+                    "several sources are configured ({}); pick one with --source",
+                    known()
+                ))
+                .into());
+            }
+            None => {
+                return Err(UsageError(
+                    "no source configured; give --graph URL or add a [sources.NAME] table".into(),
+                )
+                .into());
+            }
+        },
+    };
+    if let Some(url) = &args.graph {
+        src.url = url.clone();
+    }
+    if src.kind != SourceKind::Graph {
+        return Err(UsageError(format!(
+            "source {name:?} is kind {}; backfill of rpc sources arrives with the chain source",
+            src.kind
+        ))
+        .into());
+    }
+    if let Some(n) = args.page_size {
+        src.page_size = n;
+    }
+    if let Some(c) = args.confirmations {
+        src.confirmations = c;
+    }
+    if let Some(t) = args.timeout_ms {
+        src.timeout_ms = t;
+    }
+    Ok((name, src))
+}
+
+/// A shutdown signal: true once SIGINT or SIGTERM arrives.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        info!("shutdown requested; finishing the pages in flight");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// The report printed at the end.
+#[derive(Debug, Serialize)]
+pub struct BackfillReport {
+    /// The job's name.
+    pub job: String,
+    /// The source recorded on tokens.
+    pub source: String,
+    /// `completed`, `budget_spent`, `interrupted` or `failed`.
+    pub outcome: String,
+    /// Tokens newly stored by this run.
+    pub tokens: u64,
+    /// Tokens seen that were stored already.
+    pub duplicates: u64,
+    /// Pages committed.
+    pub pages: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// Partitions in the job (splits add some).
+    pub partitions: usize,
+    /// Blocks not yet committed.
+    pub blocks_left: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Tokens stored per second.
+    pub tokens_per_sec: f64,
+}
+
+fn progress_task(
+    bf: Arc<Backfill>,
+    progress: Arc<Progress>,
+    total_blocks: u64,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let bar = tty.then(|| {
+            let b = indicatif::ProgressBar::new(total_blocks);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} blocks  {msg}  ETA {eta}",
+            );
+            if let Ok(s) = style {
+                b.set_style(s);
+            }
+            b
+        });
+        let every = if tty { DRAW_EVERY } else { LOG_EVERY };
+        loop {
+            tokio::time::sleep(every).await;
+            let tokens = progress.tokens.load(Ordering::Relaxed);
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            let left = bf.blocks_left();
+            let done = total_blocks.saturating_sub(left);
+            let rate = tokens as f64 / secs;
+            match &bar {
+                Some(b) => {
+                    b.set_length(total_blocks.max(done));
+                    b.set_position(done);
+                    b.set_message(format!(
+                        "{tokens} tokens  {rate:.0}/s  {} partitions",
+                        bf.partitions()
+                    ));
+                }
+                None => {
+                    let eta = if done > 0 {
+                        secs * left as f64 / done as f64
+                    } else {
+                        f64::NAN
+                    };
+                    info!(
+                        job = %bf.job, tokens, tokens_per_sec = rate.round(), blocks_left = left,
+                        eta_secs = eta.round(), partitions = bf.partitions(), "backfill progress"
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// `nifty backfill`.
+pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
+    let (source, src) = resolve_source(config, args)?;
+    let store = open_store(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = GraphClient::new(GraphClientConfig {
+            url: src.url.clone(),
+            api_key: src.api_key.clone(),
+            timeout: Duration::from_millis(src.timeout_ms),
+            backoff: Backoff::default(),
+        })?;
+        let progress = Arc::new(Progress::default());
+        let ctx = Ctx {
+            store: store.clone(),
+            client: client.clone(),
+            source: source.clone(),
+            page_size: src.page_size,
+            progress: progress.clone(),
+            now_ms,
+        };
+        let shutdown = shutdown_signal();
+        let bf = match &args.resume {
+            Some(job) => Backfill::resume(&ctx, job)?,
+            None => {
+                let job = args
+                    .job
+                    .clone()
+                    .unwrap_or_else(|| format!("{source}-{}", now_ms() / 1000));
+                let to = match args.to {
+                    ToBlock::Head => None,
+                    ToBlock::Block(b) => Some(b),
+                };
+                let snap = client.snapshot(src.confirmations).await?;
+                let plan = Plan {
+                    job,
+                    from: args.from.unwrap_or(src.start_block),
+                    to,
+                    partitions: usize::from(args.workers),
+                };
+                Backfill::create(&ctx, &plan, snap.block).map_err(|e| UsageError(e.to_string()))?
+            }
+        };
+        let bf = Arc::new(bf);
+        let job = bf.job.clone();
+        info!(job = %job, source = %source, endpoint = %client.endpoint(), workers = args.workers, blocks = bf.blocks_left(), "backfill starting");
+        let started = Instant::now();
+        let run_id = store.start_run(&format!("backfill/{job}"), now_ms())?;
+        let reporter = progress_task(bf.clone(), progress.clone(), bf.blocks_left(), started);
+        let deadline = args.budget.map(|s| started + Duration::from_secs(s));
+        let result =
+            bf.run(&ctx, usize::from(args.workers), src.confirmations, deadline, shutdown).await;
+        reporter.abort();
+        let secs = started.elapsed().as_secs_f64();
+        let outcome = match &result {
+            Ok(Stop::Finished) => RunOutcome::Completed,
+            Ok(Stop::Budget) => RunOutcome::BudgetSpent,
+            Ok(Stop::Shutdown) => RunOutcome::Interrupted,
+            Err(e) => RunOutcome::Failed { reason: format!("{}: {e}", e.kind()) },
+        };
+        let report = BackfillReport {
+            job: job.clone(),
+            source: source.clone(),
+            outcome: outcome.name().to_owned(),
+            tokens: progress.tokens.load(Ordering::Relaxed),
+            duplicates: progress.duplicates.load(Ordering::Relaxed),
+            pages: progress.pages.load(Ordering::Relaxed),
+            retries: client.stats().retries.load(Ordering::Relaxed),
+            partitions: bf.partitions(),
+            blocks_left: bf.blocks_left(),
+            seconds: secs,
+            tokens_per_sec: progress.tokens.load(Ordering::Relaxed) as f64 / secs.max(1e-9),
+        };
+        store.finish_run(
+            run_id,
+            &RunRecord {
+                job: format!("backfill/{job}"),
+                started_ms: now_ms().saturating_sub((secs * 1000.0) as u64),
+                ended_ms: Some(now_ms()),
+                outcome: outcome.clone(),
+                pages: report.pages,
+                items: report.tokens,
+                errors: report.retries,
+            },
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!(
+                "backfill {job}: {} — {} tokens stored, {} already stored, {} pages, {} retries, {:.1}s, {:.0} tokens/s",
+                report.outcome, report.tokens, report.duplicates, report.pages, report.retries, secs, report.tokens_per_sec
+            );
+        }
+        match result {
+            Ok(Stop::Finished) => Ok(()),
+            Ok(_) => {
+                eprintln!("{} blocks left; continue with: nifty backfill --resume {job}", report.blocks_left);
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("backfill {job} stopped; fix the cause, then: nifty backfill --resume {job}"))),
+        }
+    })
+}
