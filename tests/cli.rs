@@ -348,10 +348,16 @@ fn env_overrides_reach_the_commands() {
 #[test]
 fn commands_of_later_issues_say_so() {
     let d = tempfile::tempdir().unwrap();
-    let (code, _, err) = text(&nifty(d.path(), &["backfill"], &[]));
+    let (code, _, err) = text(&nifty(d.path(), &["report"], &[]));
     assert_eq!(code, 1);
     assert!(
-        err.contains("`nifty backfill` is not in this build yet"),
+        err.contains("`nifty report` is not in this build yet"),
+        "{err}"
+    );
+    let (code, _, err) = text(&nifty(d.path(), &["backfill"], &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no source configured; give --graph URL"),
         "{err}"
     );
     let (code, _, err) = text(&nifty(
