@@ -28,7 +28,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench: ## Release-mode benchmarks; prints medians
-	$(CARGO) bench --workspace --locked --bench store_commit
+	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest
 
 clean: ## Remove build output
 	$(CARGO) clean

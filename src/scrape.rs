@@ -149,6 +149,32 @@ pub struct BackfillReport {
     pub seconds: f64,
     /// Tokens stored per second.
     pub tokens_per_sec: f64,
+    /// CPU seconds this process used (user + system), where the OS tells.
+    pub cpu_secs: Option<f64>,
+    /// CPU microseconds per token stored.
+    pub cpu_us_per_token: Option<f64>,
+    /// Peak resident memory of this process in bytes, where the OS tells.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// This process's CPU seconds (user + system) from /proc/self/stat. /proc reports clock
+/// ticks in USER_HZ, which Linux fixes at 100 for this interface.
+pub fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// This process's peak resident set size, from /proc/self/status (VmHWM).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn progress_task(
@@ -276,6 +302,11 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
             blocks_left: bf.blocks_left(),
             seconds: secs,
             tokens_per_sec: progress.tokens.load(Ordering::Relaxed) as f64 / secs.max(1e-9),
+            cpu_secs: cpu_secs(),
+            cpu_us_per_token: cpu_secs()
+                .filter(|_| progress.tokens.load(Ordering::Relaxed) > 0)
+                .map(|c| c * 1e6 / progress.tokens.load(Ordering::Relaxed) as f64),
+            peak_rss_bytes: peak_rss_bytes(),
         };
         store.finish_run(
             run_id,
@@ -307,4 +338,21 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
                 .context(format!("backfill {job} stopped; fix the cause, then: nifty backfill --resume {job}"))),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_process_can_measure_itself() {
+        let before = super::cpu_secs().unwrap();
+        let mut x = 0u64;
+        for i in 0..30_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(super::cpu_secs().unwrap() >= before);
+        let rss = super::peak_rss_bytes().unwrap();
+        assert!(rss > 1_000_000 && rss < 10_000_000_000, "{rss}");
+    }
 }

@@ -264,6 +264,24 @@ pub async fn scrape_source(
             None => Position::start_of(start_block),
         };
         info!(source = %ctx.source, cursor = %position, head = snap.head, snapshot = snap.block, "scrape run");
+        if is_finished(&position, snap.block) {
+            // Nothing new is final yet; still record the head seen, so lag stays true.
+            let cursor = Cursor {
+                position,
+                snapshot: Some(snap.block),
+                head: Some(snap.head),
+                end: None,
+                updated_ms: (ctx.now_ms)(),
+            };
+            let page = Page {
+                cursor_name: &ctx.source,
+                cursor,
+                tokens: &[],
+                contracts: &[],
+            };
+            ctx.store.commit_page(&page)?;
+            return Ok(Stop::Finished);
+        }
         let lane = Arc::new(Lane::new(ctx.source.clone(), false, position, snap.block));
         match run_lane(ctx, &lane, snap, deadline, shutdown).await {
             Err(ScrapeError::SnapshotUnavailable { .. }) if tries < RESNAPSHOTS => {

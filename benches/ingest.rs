@@ -1,0 +1,132 @@
+//! End-to-end ingest: `nifty devnet` serves a generated chain, `nifty backfill` pages all of
+//! it into a fresh store. Prints medians over several runs: tokens/s, the backfill
+//! process's CPU µs per token and peak RSS, and disk bytes per token; then the same with
+//! 200 ms of injected latency against the latency bound (workers × page / latency).
+//!
+//! NIFTY_BENCH_TOKENS (default 1,000,000) and NIFTY_BENCH_RUNS (default 3) scale it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Devnet {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn devnet(tokens: u64, extra: &[&str]) -> Devnet {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nifty"))
+        .args(["devnet", "--tokens", &tokens.to_string(), "--seed", "7"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("devnet said {line:?}: {e}"));
+    Devnet {
+        child,
+        url: v["subgraph"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// One backfill into a fresh store; returns its JSON report and the store's bytes on disk.
+fn backfill(url: &str, workers: u32) -> (serde_json::Value, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_nifty"))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "backfill",
+            "--graph",
+            url,
+            "--from",
+            "0",
+        ])
+        .args(["--workers", &workers.to_string(), "--json"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_nifty"))
+        .args(["--data-dir", data.to_str().unwrap(), "status", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    (report, s["disk_bytes"].as_u64().unwrap_or(0))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let tokens = env_or("NIFTY_BENCH_TOKENS", 1_000_000);
+    let runs = env_or("NIFTY_BENCH_RUNS", 3) as usize;
+    let workers = env_or("NIFTY_BENCH_WORKERS", 2) as u32;
+
+    let d = devnet(tokens, &[]);
+    let mut rate = vec![];
+    let mut cpu = vec![];
+    let mut rss = vec![];
+    let mut disk = vec![];
+    for _ in 0..runs {
+        let (r, bytes) = backfill(&d.url, workers);
+        let stored = r["tokens"].as_f64().unwrap();
+        assert!(stored > 0.0, "{r}");
+        rate.push(r["tokens_per_sec"].as_f64().unwrap());
+        cpu.push(r["cpu_us_per_token"].as_f64().unwrap_or(f64::NAN));
+        rss.push(r["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6);
+        disk.push(bytes as f64 / stored);
+    }
+    drop(d);
+    println!(
+        "graph ingest, {tokens} tokens, pages of 1000, {workers} workers, median of {runs} runs"
+    );
+    println!(
+        "  0 ms latency    {:>9.0} tokens/s (runs: {:?})",
+        median(rate.clone()),
+        rate.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    println!("  client CPU      {:>9.1} µs/token", median(cpu));
+    println!("  peak RSS        {:>9.1} MB", median(rss));
+    println!("  disk            {:>9.0} bytes/token", median(disk));
+
+    let latency_tokens = env_or("NIFTY_BENCH_LATENCY_TOKENS", 200_000);
+    let d = devnet(latency_tokens, &["--latency-ms", "200"]);
+    let mut rate = vec![];
+    for _ in 0..runs {
+        rate.push(backfill(&d.url, 8).0["tokens_per_sec"].as_f64().unwrap());
+    }
+    let bound = 8.0 * 1000.0 / 0.2;
+    let m = median(rate);
+    println!(
+        "  200 ms latency  {m:>9.0} tokens/s with 8 workers = {:.0}% of the bound {bound:.0} ({latency_tokens} tokens)",
+        100.0 * m / bound
+    );
+}
