@@ -146,7 +146,7 @@ impl Backfill {
 
     /// The highest end of any partition: the snapshot the job needs at least.
     pub fn max_end(&self) -> u64 {
-        self.lanes().iter().map(|l| l.lock().end).max().unwrap_or(0)
+        self.lanes().iter().map(|l| l.end()).max().unwrap_or(0)
     }
 
     /// A partition for a free worker: an unclaimed unfinished one, else half of the
@@ -155,7 +155,7 @@ impl Backfill {
         let mut lanes = self.lanes();
         for lane in lanes.iter() {
             let mut s = lane.lock();
-            if !s.taken && !is_finished(&s.position, s.end) {
+            if !s.taken && !is_finished(&s.position, lane.end()) {
                 s.taken = true;
                 return Ok(Some(lane.clone()));
             }
@@ -163,8 +163,9 @@ impl Backfill {
         let Some(victim) = lanes.iter().max_by_key(|l| l.blocks_left()).cloned() else {
             return Ok(None);
         };
-        let mut v = victim.lock();
-        let Some((victim_end, thief_start)) = split(&v.position, v.end, MIN_SPLIT_BLOCKS) else {
+        let v = victim.lock();
+        let old_end = victim.end();
+        let Some((victim_end, thief_start)) = split(&v.position, old_end, MIN_SPLIT_BLOCKS) else {
             return Ok(None);
         };
         let k = self.next.fetch_add(1, Ordering::Relaxed);
@@ -173,15 +174,15 @@ impl Backfill {
             position: Position::start_of(thief_start),
             snapshot: None,
             head: None,
-            end: Some(v.end),
+            end: Some(old_end),
             updated_ms: (ctx.now_ms)(),
         };
         // Persist first, then change memory: a failed write leaves both as they were.
         ctx.store
             .split_cursor(&victim.name, victim_end, &name, &thief)?;
-        info!(job = %self.job, victim = %victim.name, thief = %name, from = thief_start, to = v.end, "work stolen");
-        let lane = Arc::new(Lane::new(name, true, thief.position, v.end));
-        v.end = victim_end;
+        info!(job = %self.job, victim = %victim.name, thief = %name, from = thief_start, to = old_end, "work stolen");
+        let lane = Arc::new(Lane::new(name, true, thief.position, old_end));
+        victim.set_end(&v, victim_end);
         drop(v);
         lane.lock().taken = true;
         lanes.push(lane.clone());

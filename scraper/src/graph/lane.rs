@@ -58,14 +58,12 @@ pub enum Stop {
     Shutdown,
 }
 
-/// A lane's mutable state. Guarded by its mutex, so a commit and a split of the same lane
-/// never interleave.
+/// A lane's state that changes only under its mutex, so a commit and a split of the same
+/// lane never interleave.
 #[derive(Debug, Clone)]
 pub struct LaneState {
     /// Everything at or before this is committed.
     pub position: Position,
-    /// The last block this lane may commit.
-    pub end: u64,
     /// A worker is paging this lane.
     pub taken: bool,
 }
@@ -77,21 +75,28 @@ pub struct Lane {
     pub name: String,
     /// Whether the cursor record carries `end` (backfill partitions) or follows the head.
     pub bounded: bool,
-    /// Position and end.
+    /// Position and claim.
     state: Mutex<LaneState>,
+    /// The last block this lane may commit. Changed only while holding `state`; read
+    /// without it, so asking for the next page never waits for a commit in progress.
+    end: AtomicU64,
+    /// The cursor's block after the last commit, mirrored for lock-free progress reads.
+    at_block: AtomicU64,
 }
 
 impl Lane {
     /// A lane at `position` that may commit up to `end`.
     pub fn new(name: String, bounded: bool, position: Position, end: u64) -> Self {
+        let at = position.block;
         Lane {
             name,
             bounded,
             state: Mutex::new(LaneState {
                 position,
-                end,
                 taken: false,
             }),
+            end: AtomicU64::new(end),
+            at_block: AtomicU64::new(at),
         }
     }
 
@@ -101,14 +106,20 @@ impl Lane {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Blocks this lane has not committed yet.
+    /// The last block this lane may commit.
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// Shrinks the end; the caller holds the lock (`_held`), so no commit is under way.
+    pub fn set_end(&self, _held: &MutexGuard<'_, LaneState>, end: u64) {
+        self.end.store(end, Ordering::Release);
+    }
+
+    /// Blocks this lane has not committed yet; never waits for a commit.
     pub fn blocks_left(&self) -> u64 {
-        let s = self.lock();
-        if is_finished(&s.position, s.end) {
-            0
-        } else {
-            s.end - s.position.block + 1
-        }
+        let (at, end) = (self.at_block.load(Ordering::Acquire), self.end());
+        if at > end { 0 } else { end - at + 1 }
     }
 }
 
@@ -123,7 +134,7 @@ fn commit(
     done: bool,
 ) -> Result<(Position, bool)> {
     let mut st = lane.lock();
-    let end = st.end;
+    let end = lane.end();
     let (mut position, mut done) = (position, done);
     if rows.iter().any(|r| r.block() > end) {
         // The page reaches past the end, so it holds everything up to the end.
@@ -161,6 +172,7 @@ fn commit(
         contracts: &contracts,
     })?;
     st.position = position.clone();
+    lane.at_block.store(position.block, Ordering::Release);
     drop(st);
     ctx.progress
         .tokens
@@ -194,10 +206,8 @@ pub async fn run_lane(
     deadline: Option<Instant>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Stop> {
-    let (mut position, mut end) = {
-        let s = lane.lock();
-        (s.position.clone(), s.end)
-    };
+    let mut position = lane.lock().position.clone();
+    let mut end = lane.end();
     let mut pending: Option<Pending> = None;
     let page_size = ctx.page_size as usize;
     loop {
@@ -233,7 +243,7 @@ pub async fn run_lane(
         pending = Some(tokio::task::spawn_blocking(move || {
             commit(&c, &l, snap, rows, next_position, done)
         }));
-        end = lane.lock().end;
+        end = lane.end();
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let settled = settle(pending).await?;
             info!(cursor = %lane.name, "time budget spent; stopping after this commit");
