@@ -6,8 +6,7 @@
 //! NIFTY_BENCH_TOKENS (default 1,000,000) and NIFTY_BENCH_RUNS (default 3) scale it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -16,36 +15,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-struct Devnet {
-    child: Child,
-    url: String,
-}
+#[path = "../tests/support/devnet.rs"]
+mod support;
 
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn devnet(tokens: u64, extra: &[&str]) -> Devnet {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nifty"))
-        .args(["devnet", "--tokens", &tokens.to_string(), "--seed", "7"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("devnet said {line:?}: {e}"));
-    Devnet {
-        child,
-        url: v["subgraph"].as_str().unwrap().to_owned(),
-    }
+fn devnet(tokens: u64, extra: &[&str]) -> support::Devnet {
+    support::start(env!("CARGO_BIN_EXE_nifty"), tokens, 7, extra)
 }
 
 /// One backfill into a fresh store; returns its JSON report and the store's bytes on disk.
@@ -96,7 +70,7 @@ fn main() {
     let mut rss = vec![];
     let mut disk = vec![];
     for _ in 0..runs {
-        let (r, bytes) = backfill(&d.url, workers);
+        let (r, bytes) = backfill(&d.subgraph, workers);
         let stored = r["tokens"].as_f64().unwrap();
         assert!(stored > 0.0, "{r}");
         rate.push(r["tokens_per_sec"].as_f64().unwrap());
@@ -121,7 +95,11 @@ fn main() {
     let d = devnet(latency_tokens, &["--latency-ms", "200"]);
     let mut rate = vec![];
     for _ in 0..runs {
-        rate.push(backfill(&d.url, 8).0["tokens_per_sec"].as_f64().unwrap());
+        rate.push(
+            backfill(&d.subgraph, 8).0["tokens_per_sec"]
+                .as_f64()
+                .unwrap(),
+        );
     }
     let bound = 8.0 * 1000.0 / 0.2;
     let m = median(rate);

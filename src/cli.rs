@@ -56,8 +56,8 @@ pub enum Command {
     Pin,
     /// One pass of pin status follow-up.
     Follow,
-    /// Serve a simulated subgraph, IPFS Cluster and gateway on loopback.
-    Devnet,
+    /// Serve a simulated subgraph (and, later, IPFS Cluster and gateway) on loopback.
+    Devnet(crate::devnet::DevnetArgs),
     /// Start devnet and the daemon with fast schedules, and open the dashboard.
     Demo,
     /// Configuration files.

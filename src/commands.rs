@@ -90,7 +90,9 @@ pub struct SourceStatus {
     pub snapshot: Option<u64>,
     /// The head block when last seen.
     pub head: Option<u64>,
-    /// Blocks between cursor and head.
+    /// The last block of a backfill partition; `None` for a source following the head.
+    pub end: Option<u64>,
+    /// Blocks between cursor and head (sources following the head only).
     pub lag: Option<u64>,
     /// Tokens this source was first to find.
     pub tokens: u64,
@@ -142,7 +144,8 @@ pub fn status_report(store: &Store, config: &Config, audit: bool) -> anyhow::Res
         cursor: c.map(|c| c.position.clone()),
         snapshot: c.and_then(|c| c.snapshot),
         head: c.and_then(|c| c.head),
-        lag: c.and_then(Cursor::lag),
+        end: c.and_then(|c| c.end),
+        lag: c.filter(|c| c.end.is_none()).and_then(Cursor::lag),
         tokens: counts.tokens_by_source.get(name).copied().unwrap_or(0),
         updated_ms: c.map(|c| c.updated_ms),
     };
@@ -232,18 +235,26 @@ pub fn render_status(r: &StatusReport) -> String {
     if r.sources.is_empty() {
         let _ = writeln!(s, "sources    none configured (see `nifty config init`)");
     } else {
+        let w = r
+            .sources
+            .iter()
+            .map(|x| x.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let _ = writeln!(
             s,
-            "\n{:<20} {:<6} {:<44} {:>10} {:>10} {:>8} {:>10}  updated",
-            "source", "kind", "cursor", "snapshot", "head", "lag", "tokens"
+            "\n{:<w$} {:<6} {:<44} {:>10} {:>10} {:>10} {:>8} {:>10}  updated",
+            "source", "kind", "cursor", "end", "snapshot", "head", "lag", "tokens"
         );
         for src in &r.sources {
             let _ = writeln!(
                 s,
-                "{:<20} {:<6} {:<44} {:>10} {:>10} {:>8} {:>10}  {}",
+                "{:<w$} {:<6} {:<44} {:>10} {:>10} {:>10} {:>8} {:>10}  {}",
                 src.name,
                 src.kind.as_deref().unwrap_or("-"),
                 position(src.cursor.as_ref()),
+                opt(src.end),
                 opt(src.snapshot),
                 opt(src.head),
                 opt(src.lag),

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod devnet;
 pub mod logging;
 pub mod scrape;
 
@@ -93,7 +94,12 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Report => not_yet("report", "the pinner (issue 4)"),
         Command::Pin => not_yet("pin", "the pinner (issue 4)"),
         Command::Follow => not_yet("follow", "the pinner (issue 4)"),
-        Command::Devnet => not_yet("devnet", "The Graph source (issue 3)"),
+        Command::Devnet(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(devnet::run_devnet(args.clone()))
+        }
         Command::Demo => not_yet("demo", "the daemon (issue 5)"),
     }
 }
