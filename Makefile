@@ -14,10 +14,10 @@ help: ## List the targets and what they do
 build: ## Build the nifty binary and every crate (debug)
 	$(CARGO) build --workspace --locked
 
-demo: build ## Build and walk through the store and CLI in a scratch folder (devnet and dashboard come with later issues)
+demo: build ## Build, start the devnet, backfill it into a scratch store and show status (daemon and dashboard come later)
 	@scripts/demo.sh "$(CARGO_TARGET_DIR)/debug/nifty"
 
-test: ## Run every test: unit, store crash loop, black-box CLI (what CI runs)
+test: ## Run every test: unit, store crash loop, CLI, devnet, end-to-end scraping (what CI runs)
 	@CARGO=$(CARGO) scripts/test.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
