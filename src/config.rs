@@ -365,22 +365,11 @@ impl Config {
                     "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
                 ));
             }
+            let shown = format!("{:?}", redact_url_text(&s.url));
             match url::Url::parse(&s.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                Ok(_) => {
-                    return Err(invalid(
-                        &key("url"),
-                        &format!("{:?}", s.url),
-                        "must be an http(s) URL",
-                    ));
-                }
-                Err(e) => {
-                    return Err(invalid(
-                        &key("url"),
-                        &format!("{:?}", s.url),
-                        &format!("not a URL: {e}"),
-                    ));
-                }
+                Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
+                Err(e) => return Err(invalid(&key("url"), &shown, &format!("not a URL: {e}"))),
             }
             if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
                 return Err(invalid(
@@ -442,10 +431,38 @@ impl Config {
         Ok(self)
     }
 
-    /// The effective configuration as TOML (secrets are never part of it).
+    /// The effective configuration as TOML. Secrets are never part of it, and source URLs
+    /// are shown redacted (a gateway URL may carry an API key).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
+        let mut shown = self.clone();
+        for s in shown.sources.values_mut() {
+            s.url = redact_url_text(&s.url);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
     }
+}
+
+/// A URL as safe to print, worked on as text because an invalid URL must be redacted too:
+/// user info and the query string go, and so does the path segment after `/api/` (where
+/// gateways put the API key).
+pub fn redact_url_text(url: &str) -> String {
+    let mut s = url.split(['?', '#']).next().unwrap_or_default().to_owned();
+    if let Some(scheme_end) = s.find("://") {
+        let rest = &s[scheme_end + 3..];
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            s = format!("{}{}", &s[..scheme_end + 3], &rest[at + 1..]);
+        }
+    }
+    let lower = s.to_ascii_lowercase();
+    if let Some(i) = lower.find("/api/") {
+        let start = i + "/api/".len();
+        let end = s[start..].find('/').map_or(s.len(), |j| start + j);
+        if end > start {
+            s.replace_range(start..end, "<redacted>");
+        }
+    }
+    s
 }
 
 fn read(p: &Path) -> Result<String, ConfigError> {
@@ -812,6 +829,37 @@ mod tests {
         assert_eq!(
             env_name(&["sources", "eth-main", "api_key_env"]),
             "NIFTY_SOURCES_ETH_MAIN_API_KEY_ENV"
+        );
+    }
+
+    #[test]
+    fn urls_print_without_their_secrets() {
+        let cases = [
+            (
+                "https://gateway.thegraph.com/api/abc123def456/subgraphs/id/Qm",
+                "https://gateway.thegraph.com/api/<redacted>/subgraphs/id/Qm",
+            ),
+            (
+                "http://user:pw@127.0.0.1:8000/x?key=k",
+                "http://127.0.0.1:8000/x",
+            ),
+            ("not a url /API/secretkey", "not a url /API/<redacted>"),
+            (
+                "http://127.0.0.1:8000/subgraphs/name/x",
+                "http://127.0.0.1:8000/subgraphs/name/x",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url_text(input), want);
+        }
+        let text = "[sources.main]\nkind = \"graph\"\nurl = \"https://g.example/api/sk-123456/subgraphs/id/Qm\"\n";
+        let c = load(text, &[]).unwrap();
+        assert!(!c.to_toml().contains("sk-123456"), "{}", c.to_toml());
+        let bad = "[sources.main]\nkind = \"graph\"\nurl = \"ftp://g.example/api/sk-123456/x\"\n";
+        let err = load(bad, &[]).unwrap_err().to_string();
+        assert!(
+            !err.contains("sk-123456") && err.contains("must be an http(s) URL"),
+            "{err}"
         );
     }
 

@@ -37,6 +37,34 @@ pub fn job_prefix(job: &str) -> String {
     format!("backfill/{job}/")
 }
 
+/// Job names: 1-64 of letters, digits, `_`, `-` and `.`. No `/`, so one job's cursor
+/// prefix can never match another job's cursors.
+pub fn check_job_name(job: &str) -> Result<()> {
+    let ok = !job.is_empty()
+        && job.len() <= 64
+        && job
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ScrapeError::Invalid(format!(
+            "job name {job:?}: use 1-64 letters, digits, '_', '-' or '.'"
+        )))
+    }
+}
+
+/// A job's partition cursors: exactly `backfill/<job>/<digits>`.
+fn job_cursors(ctx: &Ctx, job: &str) -> Result<Vec<(String, Cursor)>> {
+    let prefix = job_prefix(job);
+    let mut cursors = ctx.store.cursors_with_prefix(&prefix)?;
+    cursors.retain(|(name, _)| {
+        let k = &name[prefix.len()..];
+        !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit())
+    });
+    Ok(cursors)
+}
+
 fn lane_name(job: &str, k: usize) -> String {
     format!("{}{k:05}", job_prefix(job))
 }
@@ -100,7 +128,8 @@ impl Backfill {
 
     /// Loads a job from its cursors.
     pub fn resume(ctx: &Ctx, job: &str) -> Result<Backfill> {
-        let cursors = ctx.store.cursors_with_prefix(&job_prefix(job))?;
+        check_job_name(job)?;
+        let cursors = job_cursors(ctx, job)?;
         if cursors.is_empty() {
             return Err(ScrapeError::Invalid(format!(
                 "no backfill job named {job:?} in the store"
@@ -160,11 +189,24 @@ impl Backfill {
                 return Ok(Some(lane.clone()));
             }
         }
-        let Some(victim) = lanes.iter().max_by_key(|l| l.blocks_left()).cloned() else {
+        // The victim is the lane whose split frees the most blocks (the block a lane is
+        // part-way through is not splittable, so its blocks_left can mislead).
+        let mut best: Option<(u64, Arc<Lane>)> = None;
+        for lane in lanes.iter() {
+            let s = lane.lock();
+            if let Some((_, thief_start)) = split(&s.position, lane.end(), MIN_SPLIT_BLOCKS) {
+                let freed = lane.end() - thief_start + 1;
+                if best.as_ref().is_none_or(|(f, _)| freed > *f) {
+                    best = Some((freed, lane.clone()));
+                }
+            }
+        }
+        let Some((_, victim)) = best else {
             return Ok(None);
         };
         let v = victim.lock();
         let old_end = victim.end();
+        // Recomputed under the lock: a commit may have moved the victim since.
         let Some((victim_end, thief_start)) = split(&v.position, old_end, MIN_SPLIT_BLOCKS) else {
             return Ok(None);
         };
@@ -177,15 +219,18 @@ impl Backfill {
             end: Some(old_end),
             updated_ms: (ctx.now_ms)(),
         };
-        // Persist first, then change memory: a failed write leaves both as they were.
+        // The transaction first; once it has committed, memory follows it at once (even if
+        // the flush below fails), so the victim's next commit cannot write its old end back.
         ctx.store
             .split_cursor(&victim.name, victim_end, &name, &thief)?;
-        info!(job = %self.job, victim = %victim.name, thief = %name, from = thief_start, to = old_end, "work stolen");
         let lane = Arc::new(Lane::new(name, true, thief.position, old_end));
         victim.set_end(&v, victim_end);
         drop(v);
         lane.lock().taken = true;
         lanes.push(lane.clone());
+        drop(lanes);
+        info!(job = %self.job, victim = %victim.name, thief = %lane.name, from = thief_start, to = old_end, "work stolen");
+        ctx.store.flush()?;
         Ok(Some(lane))
     }
 
@@ -248,23 +293,38 @@ impl Backfill {
                     }
                 });
             }
+            // Every error is logged; a fatal one wins over a stale snapshot, which alone
+            // only asks for a new snapshot.
             let mut first_err: Option<ScrapeError> = None;
             let mut stop = Stop::Finished;
             while let Some(joined) = set.join_next().await {
-                match joined {
-                    Ok(Ok(Stop::Finished)) => {}
-                    Ok(Ok(s)) => stop = s,
-                    Ok(Err(e)) => {
-                        let _ = stop_tx.send(true);
-                        if first_err.is_none() {
-                            first_err = Some(e);
-                        }
+                let err = match joined {
+                    Ok(Ok(Stop::Finished)) => continue,
+                    Ok(Ok(s)) => {
+                        stop = s;
+                        continue;
                     }
+                    Ok(Err(e)) => e,
                     Err(e) => {
-                        let _ = stop_tx.send(true);
-                        first_err
-                            .get_or_insert(ScrapeError::Invalid(format!("worker failed: {e}")));
+                        // A panicked worker leaves its lane claimed; free every lane so the
+                        // next pass (or a resume) can take it.
+                        for lane in self.lanes().iter() {
+                            self.release(lane);
+                        }
+                        ScrapeError::Invalid(format!("worker failed: {e}"))
                     }
+                };
+                let _ = stop_tx.send(true);
+                warn!(job = %self.job, kind = err.kind(), error = %err, "backfill worker stopped");
+                let replace = match &first_err {
+                    None => true,
+                    Some(ScrapeError::SnapshotUnavailable { .. }) => {
+                        !matches!(err, ScrapeError::SnapshotUnavailable { .. })
+                    }
+                    Some(_) => false,
+                };
+                if replace {
+                    first_err = Some(err);
                 }
             }
             forward.abort();

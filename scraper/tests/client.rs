@@ -251,3 +251,31 @@ async fn connection_failures_never_show_the_key() {
     );
     assert!(!shown.contains(SECRET), "{shown}");
 }
+
+#[tokio::test]
+async fn error_pages_that_echo_the_path_or_key_are_scrubbed() {
+    let echo = Answer {
+        status: 404,
+        headers: vec![],
+        body: format!("Cannot POST /api/{SECRET}/subgraphs/id/QmTest (auth Bearer {SECRET})"),
+        delay: Duration::ZERO,
+    };
+    let gql = ok(&format!(
+        r#"{{"errors":[{{"message":"unknown key {SECRET}"}}]}}"#
+    ));
+    for a in [echo, gql] {
+        let (url, _) = server(vec![a]).await;
+        let c = client(&url, 2000);
+        let err = c.snapshot(0).await.unwrap_err();
+        let shown = format!("{err} {err:?} {c:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+    let cfg = GraphClientConfig {
+        url: format!("https://gateway.example/api/{SECRET}/subgraphs/id/Qm"),
+        api_key: Some(SECRET.to_string().into()),
+        timeout: Duration::from_secs(1),
+        backoff: Backoff::default(),
+    };
+    assert!(!format!("{cfg:?}").contains(SECRET), "{cfg:?}");
+}

@@ -510,7 +510,8 @@ impl Store {
 
     /// Work stealing: in one transaction, shrinks `victim`'s end to `victim_end` and
     /// creates `thief` covering what the victim gave up. A crash leaves either both or
-    /// neither, so no block range is lost or owned twice.
+    /// neither, so no block range is lost or owned twice. Call [`Store::flush`] after
+    /// applying the split in memory.
     pub fn split_cursor(
         &self,
         victim: &str,
@@ -542,8 +543,15 @@ impl Store {
             cur.insert(thief, &thief_bytes[..])?;
             Ok(())
         });
-        tx_result(r)?;
-        self.durable()
+        // Not flushed here: the caller first applies the split in memory (the transaction
+        // has committed, so memory must follow it whatever the flush does), then flushes.
+        tx_result(r)
+    }
+
+    /// Makes every commit so far durable (fsync).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Cursors whose names start with `prefix` (a backfill job's partitions), by name.
@@ -892,8 +900,15 @@ impl Store {
             let key = OutboxKey::decode(&k)?;
             let item: WorkItem = decode("outbox", &k, &v)?;
             d.add(counters::outbox(key.queue), 1);
+            // Every key is recorded, even after a duplicate is found in the same item.
             let fresh = match item {
-                WorkItem::Analyse(keys) => keys.into_iter().all(|t| seen_tokens.insert(t)),
+                WorkItem::Analyse(keys) => {
+                    let mut fresh = true;
+                    for t in keys {
+                        fresh &= seen_tokens.insert(t);
+                    }
+                    fresh
+                }
                 WorkItem::Pin(cid) => seen_cids.insert(cid),
             };
             if !fresh {

@@ -20,8 +20,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an error body is kept for the operator.
 const SNIPPET_CHARS: usize = 200;
 
+/// The longest Retry-After honoured: a server asking for more is waited on this long and
+/// then tried again, so a bad header cannot stall a run for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Where and how to reach a subgraph.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GraphClientConfig {
     /// The GraphQL endpoint. May hold an API key in its path (gateway style); it is never
     /// printed whole.
@@ -34,6 +38,17 @@ pub struct GraphClientConfig {
     pub backoff: Backoff,
 }
 
+impl std::fmt::Debug for GraphClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = reqwest::Url::parse(&self.url).map(|u| redact_url(&u));
+        f.debug_struct("GraphClientConfig")
+            .field("url", &url.unwrap_or_else(|_| "<unparsable>".into()))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The block a run pages: the head minus confirmations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -44,7 +59,7 @@ pub struct Snapshot {
 }
 
 /// A subgraph client. Cheap to clone: clones share the connection pool and counters.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GraphClient {
     /// The HTTP client (connection pool).
     http: reqwest::Client,
@@ -58,6 +73,17 @@ pub struct GraphClient {
     backoff: Backoff,
     /// Requests made and failures met, for run records and metrics.
     stats: std::sync::Arc<ClientStats>,
+    /// Secrets (key-bearing path segments, the API key) scrubbed from any server text kept
+    /// in an error: an error page may echo the request path.
+    secrets: std::sync::Arc<Vec<SecretString>>,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("endpoint", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters of a client's traffic.
@@ -67,6 +93,24 @@ pub struct ClientStats {
     pub requests: AtomicU64,
     /// Requests that failed in a retryable way and were retried.
     pub retries: AtomicU64,
+}
+
+/// The parts of a URL that may be secret: the path segment after `/api/`, user info and
+/// the query string.
+fn url_secrets(url: &reqwest::Url) -> Vec<String> {
+    let mut out = vec![];
+    let segs: Vec<&str> = url.path_segments().into_iter().flatten().collect();
+    for w in segs.windows(2) {
+        if w[0].eq_ignore_ascii_case("api") && !w[1].is_empty() {
+            out.push(w[1].to_owned());
+        }
+    }
+    out.extend(url.password().map(str::to_owned));
+    if !url.username().is_empty() {
+        out.push(url.username().to_owned());
+    }
+    out.extend(url.query().filter(|q| !q.is_empty()).map(str::to_owned));
+    out
 }
 
 /// The endpoint as safe to print: scheme, host, port and path, with the path segment after
@@ -92,8 +136,20 @@ pub fn redact_url(url: &reqwest::Url) -> String {
     )
 }
 
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// Replaces every secret in `text` with `<redacted>`.
+fn scrub(secrets: &[SecretString], text: &str) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        let s = s.expose_secret();
+        if s.len() >= 4 {
+            out = out.replace(s, "<redacted>");
+        }
+    }
+    out
+}
+
+fn snippet(secrets: &[SecretString], body: &[u8]) -> String {
+    let text = scrub(secrets, &String::from_utf8_lossy(body));
     let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
     s.retain(|c| !c.is_control() || c == ' ');
     s
@@ -164,6 +220,11 @@ impl GraphClient {
                 ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url()))
             })?;
         let shown = redact_url(&url);
+        let mut secrets: Vec<SecretString> = url_secrets(&url)
+            .into_iter()
+            .map(SecretString::from)
+            .collect();
+        secrets.extend(cfg.api_key.clone());
         Ok(GraphClient {
             http,
             url,
@@ -171,6 +232,7 @@ impl GraphClient {
             auth,
             backoff: cfg.backoff,
             stats: Default::default(),
+            secrets: std::sync::Arc::new(secrets),
         })
     }
 
@@ -206,7 +268,7 @@ impl GraphClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let json = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -220,25 +282,28 @@ impl GraphClient {
             return Err(ScrapeError::Http {
                 status: status.as_u16(),
                 retry_after,
-                snippet: snippet(&bytes),
+                snippet: snippet(&self.secrets, &bytes),
             });
         }
         if !json {
             return Err(ScrapeError::Decode(format!(
                 "content is not JSON: {}",
-                snippet(&bytes)
+                snippet(&self.secrets, &bytes)
             )));
         }
         let parsed: Response<Q::ResponseData> = serde_json::from_slice(&bytes).map_err(|e| {
             ScrapeError::Decode(format!(
                 "{e} ({} bytes: {}...)",
                 bytes.len(),
-                snippet(&bytes)
+                snippet(&self.secrets, &bytes)
             ))
         })?;
         if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
             // Data next to errors may be partial: it is never used.
-            let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            let messages: Vec<String> = errors
+                .into_iter()
+                .map(|e| scrub(&self.secrets, &e.message))
+                .collect();
             return Err(classify_graphql_errors(&messages, snapshot));
         }
         parsed

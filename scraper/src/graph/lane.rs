@@ -187,6 +187,18 @@ fn commit(
 
 type Pending = tokio::task::JoinHandle<Result<(Position, bool)>>;
 
+/// Resolves once `true` is sent. A dropped sender means nobody can ask any more: never.
+async fn stop_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 async fn settle(pending: Option<Pending>) -> Result<Option<(Position, bool)>> {
     match pending {
         None => Ok(None),
@@ -221,7 +233,7 @@ pub async fn run_lane(
         }
         let fetched = tokio::select! {
             r = ctx.client.page(position.block, &position.id, end, ctx.page_size, snap.block) => r,
-            _ = shutdown.changed() => {
+            _ = stop_requested(shutdown) => {
                 settle(pending).await?;
                 return Ok(Stop::Shutdown);
             }
