@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::error::{Result, ScrapeError};
-use crate::graph::lane::{Ctx, Lane, Stop, run_lane};
+use crate::graph::lane::{Ctx, Lane, Stop, run_lane, stop_requested};
 use crate::paging::{is_finished, partition, split};
 
 /// Below this many blocks a partition is not split: a second worker would spend more on
@@ -252,7 +252,13 @@ impl Backfill {
         const RESNAPSHOTS: u32 = 5;
         let mut tries = 0;
         loop {
-            let snap = ctx.client.snapshot(confirmations).await?;
+            let snap = {
+                let mut ext = shutdown.clone();
+                tokio::select! {
+                    r = ctx.client.snapshot(confirmations) => r?,
+                    _ = stop_requested(&mut ext) => return Ok(Stop::Shutdown),
+                }
+            };
             if snap.block < self.max_end() {
                 return Err(ScrapeError::Invalid(format!(
                     "the subgraph's snapshot block {} is behind the job's end {}; wait for it to \

@@ -279,3 +279,56 @@ async fn error_pages_that_echo_the_path_or_key_are_scrubbed() {
     };
     assert!(!format!("{cfg:?}").contains(SECRET), "{cfg:?}");
 }
+
+#[tokio::test]
+async fn a_shutdown_during_snapshot_retries_stops_at_once() {
+    use nifty_scraper::graph::{Ctx, Progress, Stop, scrape_source};
+    let down = Answer {
+        status: 503,
+        headers: vec![],
+        body: "down".into(),
+        delay: Duration::ZERO,
+    };
+    let (url, _) = server(vec![down; 100]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = nifty_state::Store::open(dir.path(), &Default::default()).unwrap();
+    let client = GraphClient::new(GraphClientConfig {
+        url,
+        api_key: None,
+        timeout: Duration::from_secs(2),
+        // Long enough that waiting through the retries would take many seconds.
+        backoff: Backoff {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+            max_attempts: 12,
+        },
+    })
+    .unwrap();
+    let ctx = Ctx {
+        store,
+        client,
+        source: "s".into(),
+        page_size: 100,
+        progress: Arc::new(Progress::default()),
+        now_ms: || 0,
+    };
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = tx.send(true);
+        // Keep the sender alive: only the sent value may stop the run.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let started = Instant::now();
+    let stop = scrape_source(&ctx, 0, 0, None, &mut rx).await.unwrap();
+    assert_eq!(stop, Stop::Shutdown);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        ctx.store.cursor("s").unwrap().is_none(),
+        "nothing committed"
+    );
+}

@@ -188,7 +188,7 @@ fn commit(
 type Pending = tokio::task::JoinHandle<Result<(Position, bool)>>;
 
 /// Resolves once `true` is sent. A dropped sender means nobody can ask any more: never.
-async fn stop_requested(rx: &mut watch::Receiver<bool>) {
+pub async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;
@@ -280,7 +280,12 @@ pub async fn scrape_source(
     const RESNAPSHOTS: u32 = 3;
     let mut tries = 0;
     loop {
-        let snap = ctx.client.snapshot(confirmations).await?;
+        // A shutdown during the snapshot's request (or its retries) stops at once: nothing
+        // has been fetched that would need committing.
+        let snap = tokio::select! {
+            r = ctx.client.snapshot(confirmations) => r?,
+            _ = stop_requested(shutdown) => return Ok(Stop::Shutdown),
+        };
         let position = match ctx.store.cursor(&ctx.source)? {
             Some(c) => c.position,
             None => Position::start_of(start_block),
