@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use nifty_state::{Cursor, Position};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{Result, ScrapeError};
 use crate::graph::lane::{Ctx, Lane, Stop, run_lane, stop_requested};
@@ -229,7 +229,7 @@ impl Backfill {
         lane.lock().taken = true;
         lanes.push(lane.clone());
         drop(lanes);
-        info!(job = %self.job, victim = %victim.name, thief = %lane.name, from = thief_start, to = old_end, "work stolen");
+        debug!(job = %self.job, victim = %victim.name, thief = %lane.name, from = thief_start, to = old_end, "work stolen");
         ctx.store.flush()?;
         Ok(Some(lane))
     }
