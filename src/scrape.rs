@@ -155,6 +155,8 @@ pub struct BackfillReport {
     pub cpu_us_per_token: Option<f64>,
     /// Peak resident memory of this process in bytes, where the OS tells.
     pub peak_rss_bytes: Option<u64>,
+    /// Where the source's own cursor continues, when the finished job moved it.
+    pub source_cursor: Option<String>,
 }
 
 /// This process's CPU seconds (user + system) from /proc/self/stat. /proc reports clock
@@ -283,6 +285,10 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         let result =
             bf.run(&ctx, usize::from(args.workers), src.confirmations, deadline, shutdown).await;
         reporter.abort();
+        let handed_over = match &result {
+            Ok(Stop::Finished) => bf.hand_over(&ctx, src.start_block)?,
+            _ => None,
+        };
         let secs = started.elapsed().as_secs_f64();
         let outcome = match &result {
             Ok(Stop::Finished) => RunOutcome::Completed,
@@ -307,6 +313,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
                 .filter(|_| progress.tokens.load(Ordering::Relaxed) > 0)
                 .map(|c| c * 1e6 / progress.tokens.load(Ordering::Relaxed) as f64),
             peak_rss_bytes: peak_rss_bytes(),
+            source_cursor: handed_over.as_ref().map(|p| p.to_string()),
         };
         store.finish_run(
             run_id,
@@ -327,6 +334,9 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
                 "backfill {job}: {} — {} tokens stored, {} already stored, {} pages, {} retries, {:.1}s, {:.0} tokens/s",
                 report.outcome, report.tokens, report.duplicates, report.pages, report.retries, secs, report.tokens_per_sec
             );
+        }
+        if let (Some(p), false) = (&handed_over, args.json) {
+            println!("source {source}: its cursor continues at {p}");
         }
         match result {
             Ok(Stop::Finished) => Ok(()),

@@ -130,6 +130,18 @@ fn a_backfill_stores_exactly_the_snapshot() {
     let (ids, n) = stored_ids(&data);
     assert_same(&ids, &truth(tokens, seed, 20));
     assert_eq!(report["tokens"].as_u64(), Some(n));
+    // The source's own cursor continues after the range, so a scheduled run does not
+    // page it again.
+    let chain = generate(&ChainParams {
+        tokens,
+        seed,
+        ..Default::default()
+    });
+    let after = chain.head() - 20 + 1;
+    assert_eq!(report["source_cursor"], format!("block {after} (start)"));
+    let shown = nifty(&data, &["cursor", "show", "graph", "--json"]);
+    let c: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(c["graph"]["position"]["block"].as_u64(), Some(after), "{c}");
 }
 
 #[test]
@@ -269,13 +281,19 @@ fn kill_9_during_a_4_worker_backfill_then_resume_loses_and_duplicates_nothing() 
     // The job's partitions all finished.
     let status = nifty(&data, &["cursor", "show", "--json"]);
     let cursors: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let mut partitions = 0;
     for (name, c) in cursors.as_object().unwrap() {
+        if !name.starts_with("backfill/job1/") {
+            continue; // the job's range record, and the source cursor it handed over to
+        }
+        partitions += 1;
         let (block, end) = (
             c["position"]["block"].as_u64().unwrap(),
             c["end"].as_u64().unwrap(),
         );
         assert!(block > end, "partition {name} unfinished: {c}");
     }
+    assert!(partitions >= 4);
 }
 
 #[test]
@@ -350,4 +368,39 @@ fn a_subgraph_with_indexing_errors_is_refused_and_nothing_committed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("indexing errors"), "{err}");
     assert_eq!(stored_ids(&data).1, 0);
+}
+
+#[test]
+fn a_backfill_that_leaves_a_gap_does_not_move_the_source_cursor() {
+    let d = devnet(3_000, 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("nifty.toml"),
+        format!(
+            "[sources.main]\nkind = \"graph\"\nurl = \"{}\"\n",
+            d.subgraph
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("nifty.toml");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        nifty(&data, &all)
+    };
+    assert!(run(&["cursor", "set", "main", "10"]).status.success());
+    // The job covers 1500..=head-20; blocks 10..1500 are not covered, so the source's
+    // cursor must stay where it is.
+    let out = run(&["backfill", "--source", "main", "--from", "1500", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["source_cursor"], serde_json::Value::Null, "{report}");
+    let shown = run(&["cursor", "show", "main", "--json"]);
+    let c: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(c["main"]["position"]["block"], 10, "{c}");
 }

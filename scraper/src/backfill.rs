@@ -54,6 +54,12 @@ pub fn check_job_name(job: &str) -> Result<()> {
     }
 }
 
+/// The record of a job's whole range: `backfill/<job>`, its position the start of `from`
+/// and its end `to`. It never moves; partitions do.
+pub fn job_record(job: &str) -> String {
+    format!("backfill/{job}")
+}
+
 /// A job's partition cursors: exactly `backfill/<job>/<digits>`.
 fn job_cursors(ctx: &Ctx, job: &str) -> Result<Vec<(String, Cursor)>> {
     let prefix = job_prefix(job);
@@ -121,7 +127,17 @@ impl Backfill {
                 (lane_name(&plan.job, k), c)
             })
             .collect();
-        ctx.store.create_cursors(&cursors)?;
+        let record = Cursor {
+            position: Position::start_of(plan.from),
+            snapshot: Some(snapshot_block),
+            head: None,
+            end: Some(to),
+            updated_ms: now,
+        };
+        let mut all = cursors.clone();
+        all.push((job_record(&plan.job), record));
+        // The range record and every partition in one transaction.
+        ctx.store.create_cursors(&all)?;
         info!(job = %plan.job, from = plan.from, to, partitions = cursors.len(), "backfill job created");
         Ok(Self::from_cursors(&plan.job, cursors))
     }
@@ -157,6 +173,38 @@ impl Backfill {
             lanes: Mutex::new(lanes),
             next: AtomicUsize::new(next),
         }
+    }
+
+    /// When the job is complete, lets the source's own cursor continue after the job's
+    /// range, so the next scheduled run does not page it again. Only when that is exact:
+    /// the source cursor (or `start_block` when it has none) must lie within the range, so
+    /// everything before it is already covered. Returns the cursor's new position if moved.
+    pub fn hand_over(&self, ctx: &Ctx, start_block: u64) -> Result<Option<Position>> {
+        if self.blocks_left() > 0 {
+            return Ok(None);
+        }
+        let Some(record) = ctx.store.cursor(&job_record(&self.job))? else {
+            return Ok(None);
+        };
+        let Some(to) = record.end else {
+            return Ok(None);
+        };
+        let source = ctx.store.cursor(&ctx.source)?;
+        let at = source
+            .as_ref()
+            .map_or(Position::start_of(start_block), |c| c.position.clone());
+        let after = Position::start_of(to.saturating_add(1));
+        if at < record.position || at >= after {
+            info!(
+                job = %self.job, source = %ctx.source, cursor = %at,
+                "source cursor not moved: it is outside the job's range"
+            );
+            return Ok(None);
+        }
+        ctx.store
+            .set_cursor(&ctx.source, after.clone(), (ctx.now_ms)())?;
+        info!(job = %self.job, source = %ctx.source, from = %at, to = %after, "source cursor continues after the backfill");
+        Ok(Some(after))
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Lane>>> {
