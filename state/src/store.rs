@@ -166,8 +166,25 @@ impl std::fmt::Debug for Store {
 }
 
 /// Turns an error raised inside a transaction closure into an abort.
-fn abort<T>(e: StateError) -> std::result::Result<T, ConflictableTransactionError<StateError>> {
+fn abort<T>(e: StateError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
+}
+
+/// What a transaction closure returns.
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StateError>>;
+
+/// [`decode`] inside a transaction: a bad record aborts it.
+fn tx_decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> TxResult<T> {
+    decode(tree, key, bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+/// [`encode`] inside a transaction: a failure aborts it.
+fn tx_encode<T: Serialize>(what: &'static str, value: &T) -> TxResult<Vec<u8>> {
+    encode(what, value).map_err(ConflictableTransactionError::Abort)
 }
 
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StateError>>) -> Result<T> {
@@ -335,10 +352,7 @@ impl Store {
         )
             .transaction(|(meta, tok, con, cur, outbox, cnt)| {
                 if let Some(old) = cur.get(name)? {
-                    let old: Cursor = match decode("cursors", name.as_bytes(), &old) {
-                        Ok(c) => c,
-                        Err(e) => return abort(e),
-                    };
+                    let old: Cursor = tx_decode("cursors", name.as_bytes(), &old)?;
                     if page.cursor.position < old.position {
                         return abort(StateError::CursorBackwards {
                             source_name: name.to_owned(),
@@ -376,10 +390,7 @@ impl Store {
                 }
                 outcome.inserted = inserted.len() as u64;
                 if !inserted.is_empty() {
-                    let item = match encode("outbox item", &WorkItem::Analyse(inserted)) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
+                    let item = tx_encode("outbox item", &WorkItem::Analyse(inserted))?;
                     let seq = next_seq(meta, META_SEQ_OUTBOX)?;
                     outbox.insert(
                         &OutboxKey {
@@ -417,13 +428,7 @@ impl Store {
 
     /// Every cursor, by name.
     pub fn cursors(&self) -> Result<Vec<(String, Cursor)>> {
-        let mut out = vec![];
-        for kv in self.t.cursors.iter() {
-            let (k, v) = kv?;
-            let name = String::from_utf8_lossy(&k).into_owned();
-            out.push((name, decode("cursors", &k, &v)?));
-        }
-        Ok(out)
+        self.cursors_with_prefix("")
     }
 
     /// Moves a cursor forward (or creates it) by operator request.
@@ -446,10 +451,7 @@ impl Store {
     ) -> Result<Cursor> {
         let r = self.t.cursors.transaction(|cur| {
             let old: Option<Cursor> = match cur.get(name)? {
-                Some(v) => match decode("cursors", name.as_bytes(), &v) {
-                    Ok(c) => Some(c),
-                    Err(e) => return abort(e),
-                },
+                Some(v) => Some(tx_decode("cursors", name.as_bytes(), &v)?),
                 None => None,
             };
             let mut next = match (old, rewind) {
@@ -473,10 +475,7 @@ impl Store {
             };
             next.position = position.clone();
             next.updated_ms = now;
-            match encode("cursor", &next) {
-                Ok(bytes) => cur.insert(name, bytes)?,
-                Err(e) => return abort(e),
-            };
+            cur.insert(name, tx_encode("cursor", &next)?)?;
             Ok(next)
         });
         let c = tx_result(r)?;
@@ -524,10 +523,7 @@ impl Store {
             let Some(v) = cur.get(victim)? else {
                 return abort(StateError::NoSuchCursor(victim.to_owned()));
             };
-            let mut c: Cursor = match decode("cursors", victim.as_bytes(), &v) {
-                Ok(c) => c,
-                Err(e) => return abort(e),
-            };
+            let mut c: Cursor = tx_decode("cursors", victim.as_bytes(), &v)?;
             if cur.get(thief)?.is_some() {
                 return abort(StateError::Invalid {
                     what: "cursor",
@@ -536,10 +532,7 @@ impl Store {
                 });
             }
             c.end = Some(victim_end);
-            match encode("cursor", &c) {
-                Ok(b) => cur.insert(victim, b)?,
-                Err(e) => return abort(e),
-            };
+            cur.insert(victim, tx_encode("cursor", &c)?)?;
             cur.insert(thief, &thief_bytes[..])?;
             Ok(())
         });
@@ -657,10 +650,7 @@ impl Store {
                 let Some(old) = tok.get(k)? else {
                     return abort(StateError::NoSuchToken(key.to_string()));
                 };
-                let mut token: Token = match decode("tokens", &k, &old) {
-                    Ok(t) => t,
-                    Err(e) => return abort(e),
-                };
+                let mut token: Token = tx_decode("tokens", &k, &old)?;
                 let mut d = Deltas::default();
                 d.token_status_changed((token.status, token.reason.as_deref()), (status, reason));
                 // Pins the token held before are released, then its new ones referenced.
@@ -669,15 +659,9 @@ impl Store {
                 cids.dedup();
                 for cid in &token.resources {
                     if let Some(v) = pins.get(cid)? {
-                        let mut p: PinRecord = match decode("pins", cid, &v) {
-                            Ok(p) => p,
-                            Err(e) => return abort(e),
-                        };
+                        let mut p: PinRecord = tx_decode("pins", cid, &v)?;
                         p.refs = p.refs.saturating_sub(1);
-                        match encode("pin", &p) {
-                            Ok(b) => pins.insert(&cid[..], b)?,
-                            Err(e) => return abort(e),
-                        };
+                        pins.insert(&cid[..], tx_encode("pin", &p)?)?;
                     }
                 }
                 for cid in &cids {
@@ -688,19 +672,13 @@ impl Store {
                         .unwrap_or_default();
                     let rec = match pins.get(cid)? {
                         Some(v) => {
-                            let mut p: PinRecord = match decode("pins", cid, &v) {
-                                Ok(p) => p,
-                                Err(e) => return abort(e),
-                            };
+                            let mut p: PinRecord = tx_decode("pins", cid, &v)?;
                             p.refs += 1;
                             p
                         }
                         None => {
                             let seq = next_seq(meta, META_SEQ_OUTBOX)?;
-                            let item = match encode("outbox item", &WorkItem::Pin(cid.to_vec())) {
-                                Ok(b) => b,
-                                Err(e) => return abort(e),
-                            };
+                            let item = tx_encode("outbox item", &WorkItem::Pin(cid.to_vec()))?;
                             outbox.insert(
                                 &OutboxKey {
                                     queue: Queue::Pin,
@@ -724,18 +702,12 @@ impl Store {
                             }
                         }
                     };
-                    match encode("pin", &rec) {
-                        Ok(b) => pins.insert(*cid, b)?,
-                        Err(e) => return abort(e),
-                    };
+                    pins.insert(*cid, tx_encode("pin", &rec)?)?;
                 }
                 token.status = status;
                 token.reason = reason.map(str::to_owned);
                 token.resources = cids.iter().map(|c| c.to_vec()).collect();
-                match encode("token", &token) {
-                    Ok(b) => tok.insert(&k[..], b)?,
-                    Err(e) => return abort(e),
-                };
+                tok.insert(&k[..], tx_encode("token", &token)?)?;
                 if let Some(h) = handled
                     && outbox.remove(&h.encode()[..])?.is_some()
                 {
@@ -768,10 +740,7 @@ impl Store {
                     reason: "no pin record for it".into(),
                 });
             };
-            let mut p: PinRecord = match decode("pins", cid, &v) {
-                Ok(p) => p,
-                Err(e) => return abort(e),
-            };
+            let mut p: PinRecord = tx_decode("pins", cid, &v)?;
             let mut d = Deltas::default();
             d.add(counters::pin_status(p.status), -1);
             d.add(counters::pin_status(status), 1);
@@ -790,10 +759,7 @@ impl Store {
                 p.attempts += 1;
             }
             p.updated_ms = now;
-            match encode("pin", &p) {
-                Ok(b) => pins.insert(cid, b)?,
-                Err(e) => return abort(e),
-            };
+            pins.insert(cid, tx_encode("pin", &p)?)?;
             d.apply(cnt)?;
             Ok(p)
         });
