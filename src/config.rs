@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use nifty_scraper::graph::client::redact_url;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -365,7 +366,7 @@ impl Config {
                     "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
                 ));
             }
-            let shown = format!("{:?}", redact_url_text(&s.url));
+            let shown = format!("{:?}", redact_url(&s.url));
             match url::Url::parse(&s.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
@@ -436,33 +437,10 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         for s in shown.sources.values_mut() {
-            s.url = redact_url_text(&s.url);
+            s.url = redact_url(&s.url);
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
     }
-}
-
-/// A URL as safe to print, worked on as text because an invalid URL must be redacted too:
-/// user info and the query string go, and so does the path segment after `/api/` (where
-/// gateways put the API key).
-pub fn redact_url_text(url: &str) -> String {
-    let mut s = url.split(['?', '#']).next().unwrap_or_default().to_owned();
-    if let Some(scheme_end) = s.find("://") {
-        let rest = &s[scheme_end + 3..];
-        let host_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..host_end].rfind('@') {
-            s = format!("{}{}", &s[..scheme_end + 3], &rest[at + 1..]);
-        }
-    }
-    let lower = s.to_ascii_lowercase();
-    if let Some(i) = lower.find("/api/") {
-        let start = i + "/api/".len();
-        let end = s[start..].find('/').map_or(s.len(), |j| start + j);
-        if end > start {
-            s.replace_range(start..end, "<redacted>");
-        }
-    }
-    s
 }
 
 fn read(p: &Path) -> Result<String, ConfigError> {
@@ -850,7 +828,7 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(redact_url_text(input), want);
+            assert_eq!(redact_url(input), want);
         }
         let text = "[sources.main]\nkind = \"graph\"\nurl = \"https://g.example/api/sk-123456/subgraphs/id/Qm\"\n";
         let c = load(text, &[]).unwrap();

@@ -40,9 +40,8 @@ pub struct GraphClientConfig {
 
 impl std::fmt::Debug for GraphClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = reqwest::Url::parse(&self.url).map(|u| redact_url(&u));
         f.debug_struct("GraphClientConfig")
-            .field("url", &url.unwrap_or_else(|_| "<unparsable>".into()))
+            .field("url", &redact_url(&self.url))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -113,27 +112,32 @@ fn url_secrets(url: &reqwest::Url) -> Vec<String> {
     out
 }
 
-/// The endpoint as safe to print: scheme, host, port and path, with the path segment after
-/// `/api/` (where gateways put the key), any user info and the query string removed.
-pub fn redact_url(url: &reqwest::Url) -> String {
-    let mut segments: Vec<String> = vec![];
-    let mut after_api = false;
-    for seg in url.path_segments().into_iter().flatten() {
-        if after_api {
-            segments.push("<redacted>".into());
-            after_api = false;
-        } else {
-            after_api = seg.eq_ignore_ascii_case("api");
-            segments.push(seg.to_owned());
+/// A URL as safe to print: user info, the query string and the fragment go, and so does
+/// every path segment after `/api/` (where gateways put the API key). Works on text, so a
+/// URL that does not parse (in a config error, say) is redacted too.
+pub fn redact_url(url: &str) -> String {
+    const MASK: &str = "<redacted>";
+    let mut s = url.split(['?', '#']).next().unwrap_or_default().to_owned();
+    if let Some(scheme_end) = s.find("://") {
+        let rest = &s[scheme_end + 3..];
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            s = format!("{}{}", &s[..scheme_end + 3], &rest[at + 1..]);
         }
     }
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    format!(
-        "{}://{}{port}/{}",
-        url.scheme(),
-        url.host_str().unwrap_or("?"),
-        segments.join("/")
-    )
+    let mut from = 0;
+    // ASCII lowercasing keeps byte offsets, so positions found in it hold in `s`.
+    while let Some(i) = s[from..].to_ascii_lowercase().find("/api/") {
+        let start = from + i + "/api/".len();
+        let end = s[start..].find('/').map_or(s.len(), |j| start + j);
+        if end > start {
+            s.replace_range(start..end, MASK);
+            from = start + MASK.len();
+        } else {
+            from = start;
+        }
+    }
+    s
 }
 
 /// Replaces every secret in `text` with `<redacted>`.
@@ -219,7 +223,7 @@ impl GraphClient {
             .map_err(|e| {
                 ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url()))
             })?;
-        let shown = redact_url(&url);
+        let shown = redact_url(url.as_str());
         let mut secrets: Vec<SecretString> = url_secrets(&url)
             .into_iter()
             .map(SecretString::from)
@@ -420,7 +424,10 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(redact_url(&reqwest::Url::parse(input).unwrap()), want);
+            assert_eq!(
+                redact_url(reqwest::Url::parse(input).unwrap().as_str()),
+                want
+            );
         }
     }
 
