@@ -221,6 +221,26 @@ pub struct SourceConfig {
     pub timeout_ms: u64,
 }
 
+impl SourceConfig {
+    /// A source of `kind` at `url` with every other key at its default (the same defaults
+    /// a `[sources.NAME]` table gets).
+    pub fn new(kind: SourceKind, url: &str) -> Self {
+        SourceConfig {
+            kind,
+            url: url.to_owned(),
+            api_key_env: String::new(),
+            api_key: None,
+            confirmations: defaults::confirmations(),
+            page_size: defaults::page_size(),
+            start_block: 0,
+            schedule: defaults::schedule(),
+            budget_secs: defaults::budget_secs(),
+            enabled: defaults::enabled(),
+            timeout_ms: defaults::timeout_ms(),
+        }
+    }
+}
+
 impl PartialEq for SourceConfig {
     fn eq(&self, o: &Self) -> bool {
         // The resolved secret is not configuration; the variable naming it is.

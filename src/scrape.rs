@@ -25,19 +25,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Picks the source a command names, applying `--graph` and the other overrides.
 fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(String, SourceConfig)> {
-    let adhoc = |url: &str| SourceConfig {
-        kind: SourceKind::Graph,
-        url: url.to_owned(),
-        api_key_env: String::new(),
-        api_key: None,
-        confirmations: 20,
-        page_size: 1000,
-        start_block: 0,
-        schedule: "0 */5 * * * *".into(),
-        budget_secs: 240,
-        enabled: true,
-        timeout_ms: 30_000,
-    };
+    let adhoc = |url: &str| SourceConfig::new(SourceKind::Graph, url);
     let known = || {
         config
             .sources
