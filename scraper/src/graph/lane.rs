@@ -132,7 +132,7 @@ fn commit(
     mut rows: Vec<Row>,
     position: Position,
     done: bool,
-) -> Result<(Position, bool)> {
+) -> Result<bool> {
     let mut st = lane.lock();
     let end = lane.end();
     let (mut position, mut done) = (position, done);
@@ -182,10 +182,11 @@ fn commit(
         .fetch_add(out.duplicates, Ordering::Relaxed);
     ctx.progress.pages.fetch_add(1, Ordering::Relaxed);
     debug!(cursor = %lane.name, position = %position, inserted = out.inserted, duplicates = out.duplicates, "page committed");
-    Ok((position, done))
+    Ok(done)
 }
 
-type Pending = tokio::task::JoinHandle<Result<(Position, bool)>>;
+/// A commit in flight; it answers whether the lane is finished.
+type Pending = tokio::task::JoinHandle<Result<bool>>;
 
 /// Resolves once `true` is sent. A dropped sender means nobody can ask any more: never.
 pub async fn stop_requested(rx: &mut watch::Receiver<bool>) {
@@ -199,7 +200,7 @@ pub async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn settle(pending: Option<Pending>) -> Result<Option<(Position, bool)>> {
+async fn settle(pending: Option<Pending>) -> Result<Option<bool>> {
     match pending {
         None => Ok(None),
         Some(h) => match h.await {
@@ -239,7 +240,7 @@ pub async fn run_lane(
             }
         };
         // The previous commit must land (in order) before this page is considered.
-        if let Some((_, true)) = settle(pending.take()).await? {
+        if let Some(true) = settle(pending.take()).await? {
             return Ok(Stop::Finished);
         }
         let data = fetched?;
@@ -259,7 +260,7 @@ pub async fn run_lane(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let settled = settle(pending).await?;
             info!(cursor = %lane.name, "time budget spent; stopping after this commit");
-            return Ok(if matches!(settled, Some((_, true))) {
+            return Ok(if settled == Some(true) {
                 Stop::Finished
             } else {
                 Stop::Budget
