@@ -244,7 +244,7 @@ pub async fn run_lane(
             return Ok(Stop::Finished);
         }
         let data = fetched?;
-        let (rest, next) = to_rows(&data, &ctx.source, &position)?;
+        let (rest, next) = to_rows(data, &ctx.source, &position)?;
         let merged = merge(&position, end, page_size, rest, next)?;
         let (rows, next_position, done) = (merged.rows, merged.position, merged.done);
         position = if done {

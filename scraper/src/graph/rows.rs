@@ -44,7 +44,7 @@ fn hash32(s: &str) -> Option<[u8; 32]> {
 /// Converts one row. The fields that place the token (id, contract, tokenID, blockNumber)
 /// must parse, or the page fails naming the row; the rest are recorded as far as they
 /// parse, because a strange owner or hash must not stop a scrape.
-pub fn to_row(r: &page::TokenRow, source: &str, cursor: &Position) -> Result<Row, ScrapeError> {
+pub fn to_row(r: page::TokenRow, source: &str, cursor: &Position) -> Result<Row, ScrapeError> {
     let bad = |reason: String| ScrapeError::BadRow {
         id: r.id.clone(),
         cursor: cursor.clone(),
@@ -61,8 +61,8 @@ pub fn to_row(r: &page::TokenRow, source: &str, cursor: &Position) -> Result<Row
     let key = TokenKey { contract, token_id };
     let token = Token {
         source: source.to_owned(),
-        graph_id: r.id.clone(),
-        token_uri: Some(r.token_uri.clone()),
+        graph_id: r.id,
+        token_uri: Some(r.token_uri),
         mint_block: block,
         mint_time: r.mint_time.parse().unwrap_or(0),
         block_hash: hash32(&r.block_hash),
@@ -72,8 +72,8 @@ pub fn to_row(r: &page::TokenRow, source: &str, cursor: &Position) -> Result<Row
         resources: vec![],
     };
     let info = Contract {
-        name: r.contract.name.clone(),
-        symbol: r.contract.symbol.clone(),
+        name: r.contract.name,
+        symbol: r.contract.symbol,
         supports_metadata: r.contract.supports_eip721_metadata,
     };
     Ok(Row {
@@ -83,21 +83,16 @@ pub fn to_row(r: &page::TokenRow, source: &str, cursor: &Position) -> Result<Row
     })
 }
 
-/// Converts both halves of a page.
+/// Converts both halves of a page, taking the response's strings rather than copying them.
 pub fn to_rows(
-    data: &page::ResponseData,
+    data: page::ResponseData,
     source: &str,
     cursor: &Position,
 ) -> Result<(Vec<Row>, Vec<Row>), ScrapeError> {
-    let rest = data
-        .rest
-        .iter()
-        .map(|r| to_row(r, source, cursor))
-        .collect::<Result<_, _>>()?;
-    let next = data
-        .next
-        .iter()
-        .map(|r| to_row(r, source, cursor))
-        .collect::<Result<_, _>>()?;
-    Ok((rest, next))
+    let convert = |rows: Vec<page::TokenRow>| -> Result<Vec<Row>, ScrapeError> {
+        rows.into_iter()
+            .map(|r| to_row(r, source, cursor))
+            .collect()
+    };
+    Ok((convert(data.rest)?, convert(data.next)?))
 }
