@@ -432,6 +432,23 @@ mod tests {
     }
 
     #[test]
+    fn redaction_survives_odd_text() {
+        let cases = [
+            ("", ""),
+            ("http://h/api/", "http://h/api/"),
+            ("http://h/ünï/api/kéy/x", "http://h/ünï/api/<redacted>/x"),
+            (
+                "http://h/api/a/api/b",
+                "http://h/api/<redacted>/api/<redacted>",
+            ),
+            ("://@", "://"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
     fn graphql_errors_are_classified() {
         let cases: &[(&str, &str, bool)] = &[
             ("indexing_error", "indexing_error", true),
