@@ -1,3 +1,9 @@
-//! nifty's pinner: URI analysis, metadata fetch, pin tracking and the IPFS Cluster and
-//! Pinning Service clients. Its code arrives with issue 4; the store already keeps the pin
-//! records and outbox it works from (`nifty_state::Store::record_analysis`).
+//! nifty's pinner: turns stored tokens into pinned content.
+//!
+//! - [`uri`]: what a token URI points at (pure).
+//! - [`metadata`]: what a metadata document references (pure).
+//! - [`backend`]: the IPFS Cluster and Pinning Service API clients.
+
+pub mod backend;
+pub mod metadata;
+pub mod uri;

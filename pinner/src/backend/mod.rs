@@ -1,0 +1,1 @@
+//! Pinning backends: IPFS Cluster's REST API and the IPFS Pinning Service API.
