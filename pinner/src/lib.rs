@@ -2,8 +2,12 @@
 //!
 //! - [`uri`]: what a token URI points at (pure).
 //! - [`metadata`]: what a metadata document references (pure).
+//! - [`fetch`]: fetching metadata, with the guard against private addresses.
+//! - [`analysis`]: a token's outcome from its URI and metadata.
 //! - [`backend`]: the IPFS Cluster and Pinning Service API clients.
 
+pub mod analysis;
 pub mod backend;
+pub mod fetch;
 pub mod metadata;
 pub mod uri;

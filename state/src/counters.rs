@@ -43,6 +43,22 @@ pub fn failure(stage: &str, reason: &str) -> String {
 /// The reason recorded when a failure status carries none.
 const UNSPECIFIED: &str = "unspecified";
 
+/// The stage of pins that failed for good.
+pub const PIN_STAGE: &str = "pin";
+
+/// The stage of tokens that are fine but have nothing to pin (`not_on_ipfs`, `on_chain`):
+/// not failures, but an operator asking "why is this not pinned?" needs them counted.
+pub const UNPINNABLE_STAGE: &str = "unpinnable";
+
+/// The stage and reason a token in `status` is counted under in `failures.*`, if any.
+pub fn failure_of(status: TokenStatus, reason: Option<&str>) -> Option<(&'static str, &str)> {
+    match (status.failure_stage(), status, reason) {
+        (Some(stage), _, reason) => Some((stage, reason.unwrap_or(UNSPECIFIED))),
+        (None, TokenStatus::Parsed, Some(reason)) => Some((UNPINNABLE_STAGE, reason)),
+        _ => None,
+    }
+}
+
 /// Counter changes gathered during a transaction and applied once at its end.
 #[derive(Default, Debug)]
 pub(crate) struct Deltas(BTreeMap<String, i64>);
@@ -54,9 +70,14 @@ impl Deltas {
 
     fn status(&mut self, status: TokenStatus, reason: Option<&str>, delta: i64) {
         self.add(token_status(status), delta);
-        if let Some(stage) = status.failure_stage() {
-            self.add(failure(stage, reason.unwrap_or(UNSPECIFIED)), delta);
+        if let Some((stage, reason)) = failure_of(status, reason) {
+            self.add(failure(stage, reason), delta);
         }
+    }
+
+    /// A pin entering (`delta` 1) or leaving (-1) `Failed` for `reason`.
+    pub(crate) fn pin_failure(&mut self, reason: &str, delta: i64) {
+        self.add(failure(PIN_STAGE, reason), delta);
     }
 
     pub(crate) fn tokens_added(

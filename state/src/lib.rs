@@ -19,6 +19,6 @@ pub use model::{
     UnixMillis, WorkItem,
 };
 pub use store::{
-    Audit, Counts, DEFAULT_CACHE_BYTES, LOCK_FILE, Page, PageOutcome, Resource, SCHEMA_VERSION,
-    Store, StoreOptions,
+    AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, FailureEntry, LOCK_FILE, Page, PageOutcome,
+    PinUpdate, Resource, SCHEMA_VERSION, Store, StoreOptions,
 };

@@ -266,10 +266,34 @@ pub struct PinRecord {
     pub last_error: Option<String>,
     /// The token and role that first asked for the CID (pin name and `meta-*` tags).
     pub first_use: Option<(TokenKey, String)>,
+    /// When a `Retrying` pin is next tried.
+    pub retry_at_ms: Option<UnixMillis>,
     /// When the record was created.
     pub created_ms: UnixMillis,
     /// When the record last changed.
     pub updated_ms: UnixMillis,
+}
+
+impl PinRecord {
+    /// The machine-readable reason of the last error: its first word (`http_503`,
+    /// `pin_error`), or `unspecified`.
+    pub fn reason(&self) -> &str {
+        self.last_error
+            .as_deref()
+            .and_then(|e| e.split([':', ' ']).next())
+            .filter(|w| !w.is_empty())
+            .unwrap_or("unspecified")
+    }
+}
+
+impl PinStatus {
+    /// Whether the follow-up pass still has to look at a pin in this status.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            PinStatus::Queued | PinStatus::Pinning | PinStatus::Retrying
+        )
+    }
 }
 
 /// An `outbox` item: work to do after a commit, at least once, idempotently.

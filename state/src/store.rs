@@ -12,6 +12,10 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
+mod pinning;
+
+pub use pinning::{AnalysisRecord, FailureEntry, PinUpdate};
+
 use crate::counters::{self, Deltas};
 use crate::error::{Result, StateError};
 use crate::keys::{Address, OutboxKey, Queue, TokenKey, hex};
@@ -140,6 +144,12 @@ struct Trees {
     outbox: sled::Tree,
     runs: sled::Tree,
     counters: sled::Tree,
+    /// CID ‖ token key: the tokens each pin serves.
+    pin_users: sled::Tree,
+    /// CID: pins the follow-up pass must look at.
+    pin_pending: sled::Tree,
+    /// `stage.reason` ‖ 0 ‖ item → when it failed.
+    failures: sled::Tree,
 }
 
 /// nifty's store. Cheap to clone; all clones share one database and one lock.
@@ -155,6 +165,9 @@ pub struct Store {
     sync_commits: bool,
     /// Held for the store's lifetime; dropping the last clone releases it.
     _lock: Arc<File>,
+    /// Serialises analysis records with pin completion, so a token analysed while its
+    /// last pin completes is linked by one or the other (see `pinning`).
+    link_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -261,6 +274,9 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             runs: db.open_tree("runs")?,
             counters: db.open_tree("counters")?,
+            pin_users: db.open_tree("pin_users")?,
+            pin_pending: db.open_tree("pin_pending")?,
+            failures: db.open_tree("failures")?,
         };
         match t.meta.get(META_SCHEMA)? {
             Some(v) => {
@@ -306,6 +322,7 @@ impl Store {
             t,
             sync_commits: opts.sync_commits,
             _lock: Arc::new(lock),
+            link_lock: Arc::default(),
         })
     }
 
@@ -630,144 +647,6 @@ impl Store {
         Ok(n)
     }
 
-    /// Records a token's analysis in one transaction: its new status, reason and resources;
-    /// one pin record per resource CID (created `Wanted` with a pin outbox item the first
-    /// time any token uses it, otherwise only its reference count grows); the handled
-    /// outbox item acknowledged; counters updated.
-    pub fn record_analysis(
-        &self,
-        key: &TokenKey,
-        status: TokenStatus,
-        reason: Option<&str>,
-        resources: &[Resource],
-        handled: Option<OutboxKey>,
-        now: UnixMillis,
-    ) -> Result<()> {
-        let k = key.encode();
-        let t = &self.t;
-        let r = (&t.meta, &t.tokens, &t.pins, &t.outbox, &t.counters).transaction(
-            |(meta, tok, pins, outbox, cnt)| {
-                let Some(old) = tok.get(k)? else {
-                    return abort(StateError::NoSuchToken(key.to_string()));
-                };
-                let mut token: Token = tx_decode("tokens", &k, &old)?;
-                let mut d = Deltas::default();
-                d.token_status_changed((token.status, token.reason.as_deref()), (status, reason));
-                // Pins the token held before are released, then its new ones referenced.
-                let mut cids: Vec<&[u8]> = resources.iter().map(|r| r.cid.as_slice()).collect();
-                cids.sort();
-                cids.dedup();
-                for cid in &token.resources {
-                    if let Some(v) = pins.get(cid)? {
-                        let mut p: PinRecord = tx_decode("pins", cid, &v)?;
-                        p.refs = p.refs.saturating_sub(1);
-                        pins.insert(&cid[..], tx_encode("pin", &p)?)?;
-                    }
-                }
-                for cid in &cids {
-                    let role = resources
-                        .iter()
-                        .find(|r| r.cid == *cid)
-                        .map(|r| r.role.clone())
-                        .unwrap_or_default();
-                    let rec = match pins.get(cid)? {
-                        Some(v) => {
-                            let mut p: PinRecord = tx_decode("pins", cid, &v)?;
-                            p.refs += 1;
-                            p
-                        }
-                        None => {
-                            let seq = next_seq(meta, META_SEQ_OUTBOX)?;
-                            let item = tx_encode("outbox item", &WorkItem::Pin(cid.to_vec()))?;
-                            outbox.insert(
-                                &OutboxKey {
-                                    queue: Queue::Pin,
-                                    seq,
-                                }
-                                .encode()[..],
-                                item,
-                            )?;
-                            d.add(counters::outbox(Queue::Pin), 1);
-                            d.add(counters::PINS.to_owned(), 1);
-                            d.add(counters::pin_status(PinStatus::Wanted), 1);
-                            PinRecord {
-                                status: PinStatus::Wanted,
-                                refs: 1,
-                                size: None,
-                                attempts: 0,
-                                last_error: None,
-                                first_use: Some((*key, role)),
-                                created_ms: now,
-                                updated_ms: now,
-                            }
-                        }
-                    };
-                    pins.insert(*cid, tx_encode("pin", &rec)?)?;
-                }
-                token.status = status;
-                token.reason = reason.map(str::to_owned);
-                token.resources = cids.iter().map(|c| c.to_vec()).collect();
-                tok.insert(&k[..], tx_encode("token", &token)?)?;
-                if let Some(h) = handled
-                    && outbox.remove(&h.encode()[..])?.is_some()
-                {
-                    d.add(counters::outbox(h.queue), -1);
-                }
-                d.apply(cnt)?;
-                Ok(())
-            },
-        );
-        tx_result(r)?;
-        self.durable()
-    }
-
-    /// Changes a pin's status (after a backend request or status check), keeping counters.
-    pub fn set_pin_status(
-        &self,
-        cid: &[u8],
-        status: PinStatus,
-        error: Option<&str>,
-        size: Option<u64>,
-        attempted: bool,
-        now: UnixMillis,
-    ) -> Result<PinRecord> {
-        let t = &self.t;
-        let r = (&t.pins, &t.counters).transaction(|(pins, cnt)| {
-            let Some(v) = pins.get(cid)? else {
-                return abort(StateError::Invalid {
-                    what: "cid",
-                    value: hex(cid),
-                    reason: "no pin record for it".into(),
-                });
-            };
-            let mut p: PinRecord = tx_decode("pins", cid, &v)?;
-            let mut d = Deltas::default();
-            d.add(counters::pin_status(p.status), -1);
-            d.add(counters::pin_status(status), 1);
-            p.status = status;
-            // A new error replaces the old; reaching `Pinned` clears it; otherwise it stays
-            // as the explanation of the retries still under way.
-            if let Some(e) = error {
-                p.last_error = Some(e.to_owned());
-            } else if status == PinStatus::Pinned {
-                p.last_error = None;
-            }
-            if size.is_some() {
-                p.size = size;
-            }
-            if attempted {
-                p.attempts += 1;
-            }
-            p.updated_ms = now;
-            pins.insert(cid, tx_encode("pin", &p)?)?;
-            d.apply(cnt)?;
-            Ok(p)
-        });
-        let p = tx_result(r)?;
-        self.durable()?;
-        Ok(p)
-    }
-
     /// Starts a run record and returns its id.
     pub fn start_run(&self, job: &str, started_ms: UnixMillis) -> Result<u64> {
         let rec = encode(
@@ -856,6 +735,19 @@ impl Store {
             }
             d.add(counters::PINS.to_owned(), 1);
             d.add(counters::pin_status(pin.status), 1);
+            if pin.status == PinStatus::Failed {
+                d.pin_failure(pin.reason(), 1);
+            }
+        }
+        mismatches.extend(self.audit_pin_indexes()?);
+        // The failures index holds exactly what the failure counters count.
+        let mut indexed: BTreeMap<String, u64> = BTreeMap::new();
+        for kv in self.t.failures.iter() {
+            let (k, _) = kv?;
+            let name = k.split(|&b| b == 0).next().unwrap_or_default();
+            *indexed
+                .entry(format!("failures.{}", String::from_utf8_lossy(name)))
+                .or_default() += 1;
         }
         // An item is duplicated when any token or CID it names is named by another item.
         let mut seen_tokens = std::collections::HashSet::new();
@@ -886,6 +778,19 @@ impl Store {
             mismatches.push((format!("pins.refs.{}", hex(&cid)), 0, n));
         }
         let stored = self.counters()?;
+        let failure_names: std::collections::BTreeSet<&String> = indexed
+            .keys()
+            .chain(stored.keys().filter(|n| n.starts_with("failures.")))
+            .collect();
+        for name in failure_names {
+            let (i, s) = (
+                indexed.get(name).copied().unwrap_or(0),
+                stored.get(name).copied().unwrap_or(0),
+            );
+            if i != s {
+                mismatches.push((format!("index.{name}"), s, i));
+            }
+        }
         let names: std::collections::BTreeSet<&String> =
             counted.keys().chain(stored.keys()).collect();
         for name in names {

@@ -400,3 +400,178 @@ fn runs_are_listed_newest_first() {
     let s = open(&dir);
     assert_eq!(s.start_run("again", 99).unwrap(), 5);
 }
+
+#[test]
+fn tokens_link_when_every_resource_is_pinned_and_failures_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let toks: Vec<_> = (0..4)
+        .map(|i| (key(7, i), token("graph", &key(7, i), 3)))
+        .collect();
+    s.commit_page(&Page {
+        cursor_name: "graph",
+        cursor: cursor(3, &toks[3].0.graph_id()),
+        tokens: &toks,
+        contracts: &[],
+    })
+    .unwrap();
+    let [(item, _)] = &s.outbox_take(Queue::Analyse, 10).unwrap()[..] else {
+        panic!()
+    };
+    let res = |cid: &str, role: &str| Resource {
+        cid: cid.as_bytes().to_vec(),
+        role: role.into(),
+    };
+    let rec = |i: u64, status, reason: Option<&str>, resources| AnalysisRecord {
+        key: key(7, i),
+        status,
+        reason: reason.map(str::to_owned),
+        resources,
+    };
+    // 0 needs X and Y, 1 needs X, 2 failed, 3 has nothing on IPFS.
+    s.record_analyses(
+        &[
+            rec(
+                0,
+                TokenStatus::Parsed,
+                None,
+                vec![res("X", "metadata"), res("Y", "image")],
+            ),
+            rec(1, TokenStatus::Parsed, None, vec![res("X", "metadata")]),
+            rec(2, TokenStatus::ContentFetchFailed, Some("timeout"), vec![]),
+            rec(3, TokenStatus::Parsed, Some("not_on_ipfs"), vec![]),
+        ],
+        &[*item],
+        100,
+    )
+    .unwrap();
+    assert_eq!(s.pin_users(b"X", 10).unwrap(), vec![key(7, 0), key(7, 1)]);
+    let c = s.counts().unwrap();
+    assert_eq!((c.pins, c.outbox["pin"]), (2, 2));
+    assert_eq!(c.failures["fetch.timeout"], 1);
+    assert_eq!(c.failures["unpinnable.not_on_ipfs"], 1);
+    let (n, ex) = s.failure_entries("fetch", "timeout", None, 5).unwrap();
+    assert_eq!(
+        (n, ex[0].item.clone(), ex[0].at_ms),
+        (1, key(7, 2).encode().to_vec(), 100)
+    );
+    assert_eq!(
+        s.failure_entries("fetch", "timeout", Some(101), 5)
+            .unwrap()
+            .0,
+        0
+    );
+
+    let update = |cid: &str, status, error: Option<&str>| PinUpdate {
+        cid: cid.as_bytes().to_vec(),
+        status,
+        error: error.map(str::to_owned),
+        attempted: true,
+        retry_at_ms: None,
+        size: None,
+    };
+    s.record_pin_updates(
+        &[
+            update("X", PinStatus::Queued, None),
+            update("Y", PinStatus::Queued, None),
+        ],
+        &[],
+        101,
+    )
+    .unwrap();
+    assert_eq!(s.pending_pins(None, 10).unwrap().len(), 2);
+    assert_eq!(s.pending_pins(Some(b"X"), 10).unwrap()[0].0, b"Y");
+
+    // X pinned: token 1 is complete, token 0 still waits for Y.
+    let linked = s
+        .record_pin_updates(&[update("X", PinStatus::Pinned, None)], &[], 102)
+        .unwrap();
+    assert_eq!(linked, 1);
+    assert_eq!(
+        s.token(&key(7, 1)).unwrap().unwrap().status,
+        TokenStatus::Linked
+    );
+    assert_eq!(
+        s.token(&key(7, 0)).unwrap().unwrap().status,
+        TokenStatus::Parsed
+    );
+    // Y fails for good, then is recovered and pinned: token 0 links.
+    s.record_pin_updates(
+        &[update(
+            "Y",
+            PinStatus::Failed,
+            Some("pin_error: context deadline exceeded"),
+        )],
+        &[],
+        103,
+    )
+    .unwrap();
+    let c = s.counts().unwrap();
+    assert_eq!(c.failures["pin.pin_error"], 1);
+    assert!(s.audit().unwrap().is_clean(), "{:?}", s.audit().unwrap());
+    s.record_pin_updates(&[update("Y", PinStatus::Pinned, None)], &[], 104)
+        .unwrap();
+    assert_eq!(
+        s.token(&key(7, 0)).unwrap().unwrap().status,
+        TokenStatus::Linked
+    );
+    let c = s.counts().unwrap();
+    assert_eq!(c.tokens_by_status["linked"], 2);
+    assert_eq!(c.failures.get("pin.pin_error"), None);
+    assert!(s.pending_pins(None, 10).unwrap().is_empty());
+    let audit = s.audit().unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+}
+
+#[test]
+fn pins_completing_together_link_a_token_and_late_analyses_link_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let toks: Vec<_> = (0..2)
+        .map(|i| (key(8, i), token("graph", &key(8, i), 3)))
+        .collect();
+    s.commit_page(&Page {
+        cursor_name: "graph",
+        cursor: cursor(3, &toks[1].0.graph_id()),
+        tokens: &toks,
+        contracts: &[],
+    })
+    .unwrap();
+    let both = vec![
+        Resource {
+            cid: b"A".to_vec(),
+            role: "metadata".into(),
+        },
+        Resource {
+            cid: b"B".to_vec(),
+            role: "image".into(),
+        },
+    ];
+    s.record_analysis(&key(8, 0), TokenStatus::Parsed, None, &both, None, 1)
+        .unwrap();
+    let pinned = |cid: &[u8]| PinUpdate {
+        cid: cid.to_vec(),
+        status: PinStatus::Pinned,
+        error: None,
+        attempted: false,
+        retry_at_ms: None,
+        size: None,
+    };
+    assert_eq!(
+        s.record_pin_updates(&[pinned(b"A"), pinned(b"B")], &[], 2)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.token(&key(8, 0)).unwrap().unwrap().status,
+        TokenStatus::Linked
+    );
+    // A token analysed after its pins completed is linked by the analysis itself.
+    s.record_analysis(&key(8, 1), TokenStatus::Parsed, None, &both, None, 3)
+        .unwrap();
+    assert_eq!(
+        s.token(&key(8, 1)).unwrap().unwrap().status,
+        TokenStatus::Linked
+    );
+    assert!(s.audit().unwrap().is_clean());
+}
