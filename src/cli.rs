@@ -49,13 +49,13 @@ pub enum Command {
     /// Tokens, pins, sources, cursors and lag, read from the store's counters.
     Status(StatusArgs),
     /// Show a token's resources and pin status (`check CONTRACT TOKEN_ID`), or a CID's.
-    Check,
+    Check(CheckArgs),
     /// Failures grouped by stage and reason, with counts and examples.
-    Report,
+    Report(ReportArgs),
     /// One pass of analysis and pinning.
-    Pin,
+    Pin(PassArgs),
     /// One pass of pin status follow-up.
-    Follow,
+    Follow(PassArgs),
     /// Serve a simulated subgraph (and, later, IPFS Cluster and gateway) on loopback.
     Devnet(crate::devnet::DevnetArgs),
     /// Start devnet and the daemon with fast schedules, and open the dashboard.
@@ -204,4 +204,46 @@ pub enum ConfigCommand {
     /// Print the effective configuration (file + environment overrides); secrets are never
     /// part of it.
     Show,
+}
+
+/// `nifty pin` and `nifty follow`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PassArgs {
+    /// Print one JSON object per pass instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop taking new work after this many seconds (work in flight is committed).
+    #[arg(long, value_name = "SECS")]
+    pub budget: Option<u64>,
+}
+
+/// `nifty check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A contract address (then give the token id too), or a CID.
+    #[arg(value_name = "CONTRACT|CID")]
+    pub what: String,
+    /// The token id, in decimal or 0x hex.
+    #[arg(value_name = "TOKEN_ID")]
+    pub token_id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to read from.
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `nifty report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only failures that happened within this span (`7d`, `12h`, `30m`).
+    #[arg(long, value_name = "SPAN")]
+    pub since: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to read from.
+    #[command(flatten)]
+    pub remote: Remote,
 }

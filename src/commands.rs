@@ -41,7 +41,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// `--api` is accepted everywhere the issue asks, and refused clearly until the daemon's
 /// HTTP API exists.
-fn local_only(remote: &Remote) -> anyhow::Result<()> {
+pub(crate) fn local_only(remote: &Remote) -> anyhow::Result<()> {
     match &remote.api {
         None => Ok(()),
         Some(url) => Err(UsageError(format!(

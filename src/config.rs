@@ -121,6 +121,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// Token sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Where metadata is fetched.
+    pub gateway: GatewayConfig,
+    /// The pinning backend.
+    pub cluster: ClusterConfig,
+    /// How the pinner's passes run.
+    pub pinner: PinnerConfig,
 }
 
 impl Default for Config {
@@ -131,6 +137,146 @@ impl Default for Config {
             store: StoreConfig::default(),
             http: HttpConfig::default(),
             sources: BTreeMap::new(),
+            gateway: GatewayConfig::default(),
+            cluster: ClusterConfig::default(),
+            pinner: PinnerConfig::default(),
+        }
+    }
+}
+
+/// `[gateway]`: where and how metadata is fetched.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// The IPFS gateway metadata of IPFS URIs is fetched through (path style).
+    pub url: String,
+    /// The Arweave gateway for `ar://` URIs.
+    pub arweave_url: String,
+    /// Milliseconds one metadata fetch may take, body included.
+    pub timeout_ms: u64,
+    /// Largest metadata document read, in bytes.
+    pub max_bytes: u64,
+    /// Hosts (names or IPs) plain http(s) token URIs may reach although they are private.
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            url: "http://127.0.0.1:8080".into(),
+            arweave_url: "https://arweave.net".into(),
+            timeout_ms: 20_000,
+            max_bytes: 1024 * 1024,
+            allow_hosts: vec![],
+        }
+    }
+}
+
+/// Which pinning API `[cluster]` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// IPFS Cluster's REST API.
+    Cluster,
+    /// The IPFS Pinning Service API (Pinata, Filebase, ...).
+    Psa,
+}
+
+/// How requests to the pinning backend authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// No credentials.
+    None,
+    /// HTTP basic auth: `user` and the password in `password_env`.
+    Basic,
+    /// A bearer token in `token_env` (required by Pinning Service API services).
+    Bearer,
+}
+
+/// `[cluster]`: the pinning backend.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `cluster` or `psa`.
+    pub api: BackendKind,
+    /// The REST API (`http://127.0.0.1:9094`) or the Pinning Service endpoint.
+    pub url: String,
+    /// `none`, `basic` or `bearer`.
+    pub auth: AuthKind,
+    /// User name for basic auth.
+    pub user: String,
+    /// Environment variable holding the basic-auth password.
+    pub password_env: String,
+    /// Environment variable holding the bearer token.
+    pub token_env: String,
+    /// `replication-min` of new pins; 0 leaves the cluster's default.
+    pub replication_min: i32,
+    /// `replication-max` of new pins; 0 leaves the cluster's default.
+    pub replication_max: i32,
+    /// Milliseconds one request may take.
+    pub timeout_ms: u64,
+    /// The password, read from `password_env` at load.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
+    /// The token, read from `token_env` at load.
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+}
+
+impl PartialEq for ClusterConfig {
+    fn eq(&self, o: &Self) -> bool {
+        // Resolved secrets are not configuration; the variables naming them are.
+        (self.api, &self.url, self.auth, &self.user) == (o.api, &o.url, o.auth, &o.user)
+            && (&self.password_env, &self.token_env) == (&o.password_env, &o.token_env)
+            && (self.replication_min, self.replication_max, self.timeout_ms)
+                == (o.replication_min, o.replication_max, o.timeout_ms)
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            api: BackendKind::Cluster,
+            url: "http://127.0.0.1:9094".into(),
+            auth: AuthKind::None,
+            user: String::new(),
+            password_env: String::new(),
+            token_env: String::new(),
+            replication_min: 0,
+            replication_max: 0,
+            timeout_ms: 30_000,
+            password: None,
+            token: None,
+        }
+    }
+}
+
+/// `[pinner]`: how the analysis, pin and follow-up passes run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinnerConfig {
+    /// Metadata fetches in flight.
+    pub analyse_concurrency: u32,
+    /// Pin requests in flight.
+    pub pin_concurrency: u32,
+    /// Attempts (first request plus recoveries) before a pin is given up as failed.
+    pub max_attempts: u32,
+    /// Seconds before the first retry of a failed pin; doubles with each attempt.
+    pub retry_base_secs: u64,
+    /// CIDs per status request of the follow-up pass.
+    pub follow_chunk: u32,
+}
+
+impl Default for PinnerConfig {
+    fn default() -> Self {
+        let d = nifty_pinner::pass::PassOptions::default();
+        PinnerConfig {
+            analyse_concurrency: d.analyse_concurrency as u32,
+            pin_concurrency: d.pin_concurrency as u32,
+            max_attempts: d.max_attempts,
+            retry_base_secs: d.retry_base.as_secs(),
+            follow_chunk: d.follow_chunk as u32,
         }
     }
 }
@@ -377,6 +523,7 @@ impl Config {
             ));
         }
         check_env_name("http.admin_token_env", &self.http.admin_token_env)?;
+        self.validate_pinning()?;
         for (name, s) in &self.sources {
             let key = |k: &str| format!("sources.{name}.{k}");
             if !valid_source_name(name) {
@@ -432,6 +579,105 @@ impl Config {
         Ok(())
     }
 
+    /// Checks `[gateway]`, `[cluster]` and `[pinner]`.
+    fn validate_pinning(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, problem: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            value,
+            problem: problem.to_owned(),
+        };
+        for (key, url) in [
+            ("gateway.url", &self.gateway.url),
+            ("gateway.arweave_url", &self.gateway.arweave_url),
+            ("cluster.url", &self.cluster.url),
+        ] {
+            let shown = format!("{:?}", redact_url(url));
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => return Err(invalid(key, shown, "must be an http(s) URL")),
+                Err(e) => return Err(invalid(key, shown, &format!("not a URL: {e}"))),
+            }
+        }
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
+            ("gateway.timeout_ms", self.gateway.timeout_ms, 100..=600_000),
+            (
+                "gateway.max_bytes",
+                self.gateway.max_bytes,
+                1024..=64 * 1024 * 1024,
+            ),
+            ("cluster.timeout_ms", self.cluster.timeout_ms, 100..=600_000),
+            (
+                "pinner.analyse_concurrency",
+                self.pinner.analyse_concurrency.into(),
+                1..=1024,
+            ),
+            (
+                "pinner.pin_concurrency",
+                self.pinner.pin_concurrency.into(),
+                1..=1024,
+            ),
+            (
+                "pinner.max_attempts",
+                self.pinner.max_attempts.into(),
+                1..=100,
+            ),
+            (
+                "pinner.follow_chunk",
+                self.pinner.follow_chunk.into(),
+                1..=10_000,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                let problem = format!("must be {} to {}", range.start(), range.end());
+                return Err(invalid(key, value.to_string(), &problem));
+            }
+        }
+        for (key, value) in [
+            ("cluster.replication_min", self.cluster.replication_min),
+            ("cluster.replication_max", self.cluster.replication_max),
+        ] {
+            if value < -1 {
+                return Err(invalid(
+                    key,
+                    value.to_string(),
+                    "must be -1 (every peer), 0 (the cluster's default) or a peer count",
+                ));
+            }
+        }
+        for host in &self.gateway.allow_hosts {
+            if host.trim().is_empty() || host.contains(['/', ' ']) {
+                return Err(invalid(
+                    "gateway.allow_hosts",
+                    format!("{host:?}"),
+                    "entries are host names or IP addresses, without scheme or path",
+                ));
+            }
+        }
+        check_env_name("cluster.password_env", &self.cluster.password_env)?;
+        check_env_name("cluster.token_env", &self.cluster.token_env)?;
+        let needs = match (self.cluster.api, self.cluster.auth) {
+            (BackendKind::Psa, a) if a != AuthKind::Bearer => Some((
+                "cluster.auth",
+                "the Pinning Service API needs auth = \"bearer\" and token_env",
+            )),
+            (_, AuthKind::Basic) if self.cluster.user.is_empty() => {
+                Some(("cluster.user", "basic auth needs a user"))
+            }
+            (_, AuthKind::Basic) if self.cluster.password_env.is_empty() => {
+                Some(("cluster.password_env", "basic auth needs password_env"))
+            }
+            (_, AuthKind::Bearer) if self.cluster.token_env.is_empty() => {
+                Some(("cluster.token_env", "bearer auth needs token_env"))
+            }
+            _ => None,
+        };
+        if let Some((key, problem)) = needs {
+            return Err(invalid(key, "(missing)".into(), problem));
+        }
+        Ok(())
+    }
+
     fn with_secrets(mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let secret = |key: String, var: &str| -> Result<Option<SecretString>, ConfigError> {
             if var.is_empty() {
@@ -446,6 +692,13 @@ impl Config {
             }
         };
         self.http.admin_token = secret("http.admin_token_env".into(), &self.http.admin_token_env)?;
+        if self.cluster.auth == AuthKind::Basic {
+            self.cluster.password =
+                secret("cluster.password_env".into(), &self.cluster.password_env)?;
+        }
+        if self.cluster.auth == AuthKind::Bearer {
+            self.cluster.token = secret("cluster.token_env".into(), &self.cluster.token_env)?;
+        }
         for (name, s) in &mut self.sources {
             s.api_key = secret(format!("sources.{name}.api_key_env"), &s.api_key_env)?;
         }
@@ -459,6 +712,8 @@ impl Config {
         for s in shown.sources.values_mut() {
             s.url = redact_url(&s.url);
         }
+        shown.cluster.url = redact_url(&shown.cluster.url);
+        shown.gateway.url = redact_url(&shown.gateway.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
     }
 }
@@ -570,6 +825,47 @@ listen = "127.0.0.1:8640"
 # Environment variable holding the admin bearer token for writes such as a cursor rewind.
 # Empty: admin writes are off.
 admin_token_env = ""
+
+[gateway]
+# The IPFS gateway that metadata of IPFS URIs (ipfs://, gateway URLs, bare CIDs) is fetched
+# through, whatever gateway the URI itself names.
+url = "http://127.0.0.1:8080"
+# The Arweave gateway for ar:// URIs.
+arweave_url = "https://arweave.net"
+# Milliseconds one metadata fetch may take, body included.
+timeout_ms = 20000
+# Largest metadata document read (bytes); real metadata is a few KiB.
+max_bytes = 1048576
+# Plain http(s) token URIs never reach loopback, private, link-local or cloud metadata
+# addresses, unless their host (name or IP) is listed here.
+allow_hosts = []
+
+[cluster]
+# "cluster" (IPFS Cluster REST API) or "psa" (IPFS Pinning Service API: Pinata, ...).
+api = "cluster"
+url = "http://127.0.0.1:9094"
+# "none", "basic" (user + password_env) or "bearer" (token_env; required for psa).
+auth = "none"
+user = ""
+password_env = ""
+token_env = ""
+# Replication of new pins: 0 keeps the cluster's default, -1 pins on every peer.
+replication_min = 0
+replication_max = 0
+# Milliseconds one request may take.
+timeout_ms = 30000
+
+[pinner]
+# Metadata fetches in flight.
+analyse_concurrency = 64
+# Pin requests in flight.
+pin_concurrency = 32
+# Attempts (the first request plus recoveries) before a pin is given up as failed.
+max_attempts = 5
+# Seconds before the first retry of a failed pin; doubles with each attempt.
+retry_base_secs = 60
+# CIDs per status request of the follow-up pass.
+follow_chunk = 200
 
 # Token sources, one table each. kind = "graph" pages an ERC-721 subgraph; kind = "rpc"
 # reads mints from a chain node's logs. Source names: a-z, 0-9, '_' and '-'.

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod devnet;
 pub mod logging;
+pub mod pinning;
 pub mod scrape;
 
 use cli::{Cli, Command, ConfigCommand};
@@ -35,7 +36,8 @@ pub struct NotYetBuilt {
 }
 
 /// The process exit code for an error: 2 for usage and configuration, 3 for a store held
-/// by another process, 1 otherwise.
+/// by another process, 4 for a pass stopped by an unavailable gateway or pinning backend,
+/// 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<ConfigError>() || cause.is::<UsageError>() {
@@ -43,6 +45,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(StateError::InUse { .. }) = cause.downcast_ref::<StateError>() {
             return EXIT_IN_USE;
+        }
+        if cause.is::<pinning::Outage>() {
+            return pinning::EXIT_OUTAGE;
         }
     }
     EXIT_FAILURE
@@ -90,10 +95,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
         } => Ok(()),
         Command::Run => not_yet("run", "the daemon (issue 5)"),
         Command::Backfill(args) => scrape::backfill(&config, args),
-        Command::Check => not_yet("check", "the pinner (issue 4)"),
-        Command::Report => not_yet("report", "the pinner (issue 4)"),
-        Command::Pin => not_yet("pin", "the pinner (issue 4)"),
-        Command::Follow => not_yet("follow", "the pinner (issue 4)"),
+        Command::Check(args) => pinning::check(&config, args),
+        Command::Report(args) => pinning::report(&config, args),
+        Command::Pin(args) => pinning::pin(&config, args),
+        Command::Follow(args) => pinning::follow(&config, args),
         Command::Devnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

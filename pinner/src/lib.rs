@@ -4,10 +4,12 @@
 //! - [`metadata`]: what a metadata document references (pure).
 //! - [`fetch`]: fetching metadata, with the guard against private addresses.
 //! - [`analysis`]: a token's outcome from its URI and metadata.
+//! - [`pass`]: the analyse, pin and follow-up passes over the store.
 //! - [`backend`]: the IPFS Cluster and Pinning Service API clients.
 
 pub mod analysis;
 pub mod backend;
 pub mod fetch;
 pub mod metadata;
+pub mod pass;
 pub mod uri;

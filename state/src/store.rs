@@ -626,6 +626,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` items of a queue after `after` (from the front when `None`), oldest
+    /// first: lets a pass stream through a queue while earlier items are still in flight.
+    pub fn outbox_after(
+        &self,
+        queue: Queue,
+        after: Option<OutboxKey>,
+        limit: usize,
+    ) -> Result<Vec<(OutboxKey, WorkItem)>> {
+        let start = match after {
+            Some(k) if k.queue == queue => k.encode(),
+            _ => return self.outbox_take(queue, limit),
+        };
+        let end = [queue.tag() + 1];
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let range = self.t.outbox.range::<&[u8], _>((
+            std::ops::Bound::Excluded(&start[..]),
+            std::ops::Bound::Excluded(&end[..]),
+        ));
+        for kv in range.take(limit) {
+            let (k, v) = kv?;
+            out.push((OutboxKey::decode(&k)?, decode("outbox", &k, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Removes handled items. Keys already gone are ignored, so a repeated ack is harmless.
     pub fn outbox_ack(&self, keys: &[OutboxKey]) -> Result<u64> {
         let encoded: Vec<(Queue, [u8; 9])> = keys.iter().map(|k| (k.queue, k.encode())).collect();
