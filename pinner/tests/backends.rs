@@ -900,3 +900,56 @@ async fn psa_garbage_bodies_are_decode_errors() {
         assert_eq!(server.seen().len(), 1);
     }
 }
+
+/// A response body that sends its data, then trailers, as a Go cluster peer does.
+struct WithTrailers {
+    frames: VecDeque<http_body::Frame<Bytes>>,
+}
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.frames.pop_front().map(Ok))
+    }
+}
+
+#[tokio::test]
+async fn cluster_stream_errors_in_a_real_trailer_fail_the_status() {
+    let line = gpi(&cid(1), &[("pinned", "")]);
+    let app = Router::new().route(
+        "/pins",
+        axum::routing::get(move || {
+            let line = line.clone();
+            async move {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-stream-error", "peer 12D3Koo down".parse().unwrap());
+                let body = WithTrailers {
+                    frames: VecDeque::from([
+                        http_body::Frame::data(Bytes::from(format!("{line}\n"))),
+                        http_body::Frame::trailers(trailers),
+                    ]),
+                };
+                Response::builder()
+                    .header("content-type", "application/x-ndjson")
+                    .header("trailer", "X-Stream-Error")
+                    .body(axum::body::Body::new(body))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = Url::parse(&format!("http://{addr}")).unwrap();
+    let err = cluster(url, Auth::None)
+        .status(&[cid(1), cid(2)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "stream_error", "{err}");
+    assert!(err.to_string().contains("peer 12D3Koo down"), "{err}");
+}

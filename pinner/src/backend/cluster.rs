@@ -355,11 +355,19 @@ impl ClusterClient {
             .collect::<Vec<_>>()
             .join(",");
         let url = self.wire.url(&["pins"], &[("cids", &list)]);
-        let reply = self.wire.send(self.wire.request(Method::GET, url)).await?;
+        // `TE: trailers` says we read trailers; some servers (hyper) send none without it.
+        let request = self
+            .wire
+            .request(Method::GET, url)
+            .header(reqwest::header::TE, "trailers");
+        let reply = self.wire.send(request).await?;
+        // The cluster announces the trailer in a header and fills it after the stream; a
+        // proxy may flatten it into a header. Either way a non-empty value is an error.
         let stream_errors: Vec<String> = reply
             .headers
             .get_all("x-stream-error")
             .iter()
+            .chain(reply.trailers.get_all("x-stream-error").iter())
             .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
             .filter(|v| !v.is_empty())
             .collect();

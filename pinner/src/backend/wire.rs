@@ -41,6 +41,8 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     /// The headers.
     pub headers: HeaderMap,
+    /// The trailers sent after the body (IPFS Cluster's `X-Stream-Error`), if any.
+    pub trailers: HeaderMap,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -134,17 +136,38 @@ impl Wire {
     /// Sends one request and reads the whole answer; a non-success status becomes
     /// [`BackendError::Http`] with the server's own words.
     pub async fn send(&self, req: RequestBuilder) -> Result<Reply, BackendError> {
-        let mut resp = req.send().await.map_err(|e| self.transport(e))?;
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        // Read frame by frame rather than chunk by chunk: trailers arrive as a last frame,
+        // which the chunk API drops.
+        let mut frames = reqwest::Body::from(resp);
         let mut body = Vec::new();
+        let mut trailers = HeaderMap::new();
         let mut truncated = false;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                truncated = true;
-                break;
+        loop {
+            let next = std::future::poll_fn(|cx| {
+                http_body::Body::poll_frame(std::pin::Pin::new(&mut frames), cx)
+            })
+            .await;
+            let frame = match next {
+                None => break,
+                Some(f) => f.map_err(|e| self.transport(e))?,
+            };
+            match frame.into_data() {
+                Ok(chunk) => {
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers.extend(t);
+                    }
+                }
             }
-            body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             return Err(self.http_error(status, &headers, &body));
@@ -155,6 +178,7 @@ impl Wire {
         Ok(Reply {
             status,
             headers,
+            trailers,
             body,
         })
     }
