@@ -216,6 +216,9 @@ pub struct ClusterConfig {
     pub replication_max: i32,
     /// Milliseconds one request may take.
     pub timeout_ms: u64,
+    /// Tries of one request on a retryable failure (5xx, 429, timeouts), the first
+    /// included. Few: a longer outage ends the pass with its work kept for the next run.
+    pub attempts: u32,
     /// The password, read from `password_env` at load.
     #[serde(skip)]
     pub password: Option<SecretString>,
@@ -229,8 +232,17 @@ impl PartialEq for ClusterConfig {
         // Resolved secrets are not configuration; the variables naming them are.
         (self.api, &self.url, self.auth, &self.user) == (o.api, &o.url, o.auth, &o.user)
             && (&self.password_env, &self.token_env) == (&o.password_env, &o.token_env)
-            && (self.replication_min, self.replication_max, self.timeout_ms)
-                == (o.replication_min, o.replication_max, o.timeout_ms)
+            && (
+                self.replication_min,
+                self.replication_max,
+                self.timeout_ms,
+                self.attempts,
+            ) == (
+                o.replication_min,
+                o.replication_max,
+                o.timeout_ms,
+                o.attempts,
+            )
     }
 }
 
@@ -246,6 +258,7 @@ impl Default for ClusterConfig {
             replication_min: 0,
             replication_max: 0,
             timeout_ms: 30_000,
+            attempts: 4,
             password: None,
             token: None,
         }
@@ -598,7 +611,7 @@ impl Config {
                 Err(e) => return Err(invalid(key, shown, &format!("not a URL: {e}"))),
             }
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 8] = [
             ("gateway.timeout_ms", self.gateway.timeout_ms, 100..=600_000),
             (
                 "gateway.max_bytes",
@@ -606,6 +619,7 @@ impl Config {
                 1024..=64 * 1024 * 1024,
             ),
             ("cluster.timeout_ms", self.cluster.timeout_ms, 100..=600_000),
+            ("cluster.attempts", self.cluster.attempts.into(), 1..=20),
             (
                 "pinner.analyse_concurrency",
                 self.pinner.analyse_concurrency.into(),
@@ -854,6 +868,9 @@ replication_min = 0
 replication_max = 0
 # Milliseconds one request may take.
 timeout_ms = 30000
+# Tries of one request on a retryable failure (5xx, 429, timeout), the first included; a
+# longer outage ends the pass with its work kept for the next run.
+attempts = 4
 
 [pinner]
 # Metadata fetches in flight.
@@ -1176,5 +1193,44 @@ mod tests {
             !shown.contains("sk-very-secret") && !shown.contains("adm-secret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn pinning_keys_are_validated_and_overridable() {
+        let c = load(
+            "",
+            &[
+                ("NIFTY_CLUSTER_URL", "http://127.0.0.1:1/c"),
+                ("NIFTY_GATEWAY_URL", "http://127.0.0.1:2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.cluster.url.as_str(), c.gateway.url.as_str()),
+            ("http://127.0.0.1:1/c", "http://127.0.0.1:2")
+        );
+        let bad: [(&str, &str); 7] = [
+            ("[gateway]\nurl = \"ftp://x\"", "gateway.url"),
+            (
+                "[gateway]\nallow_hosts = [\"http://a/b\"]",
+                "gateway.allow_hosts",
+            ),
+            ("[cluster]\napi = \"psa\"", "cluster.auth"),
+            ("[cluster]\nauth = \"basic\"", "cluster.user"),
+            ("[cluster]\nauth = \"bearer\"", "cluster.token_env"),
+            ("[cluster]\nreplication_min = -5", "cluster.replication_min"),
+            ("[pinner]\npin_concurrency = 0", "pinner.pin_concurrency"),
+        ];
+        for (text, key) in bad {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let text = "[cluster]\nauth = \"bearer\"\ntoken_env = \"PIN_TOKEN\"";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("PIN_TOKEN"), "{err}");
+        let c = load(text, &[("PIN_TOKEN", "tok-secret")]).unwrap();
+        assert!(c.cluster.token.is_some());
+        assert!(!c.to_toml().contains("tok-secret"));
+        assert!(!format!("{c:?}").contains("tok-secret"));
     }
 }

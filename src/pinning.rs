@@ -69,6 +69,7 @@ pub fn backend(config: &Config) -> anyhow::Result<Backend> {
         BackendKind::Cluster => {
             let mut opts = ClusterOptions::new(url);
             opts.timeout = timeout;
+            opts.backoff.max_attempts = c.attempts;
             opts.replication_min = (c.replication_min != 0).then_some(c.replication_min);
             opts.replication_max = (c.replication_max != 0).then_some(c.replication_max);
             opts.auth = match c.auth {
@@ -95,6 +96,7 @@ pub fn backend(config: &Config) -> anyhow::Result<Backend> {
                 .ok_or_else(|| missing("cluster.token_env"))?;
             let mut opts = PsaOptions::new(url, token);
             opts.timeout = timeout;
+            opts.backoff.max_attempts = c.attempts;
             Backend::Psa(PsaClient::new(opts)?)
         }
     })
