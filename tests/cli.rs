@@ -348,12 +348,21 @@ fn env_overrides_reach_the_commands() {
 #[test]
 fn commands_of_later_issues_say_so() {
     let d = tempfile::tempdir().unwrap();
-    let (code, _, err) = text(&nifty(d.path(), &["report"], &[]));
+    let (code, _, err) = text(&nifty(d.path(), &["run"], &[]));
     assert_eq!(code, 1);
     assert!(
-        err.contains("`nifty report` is not in this build yet"),
+        err.contains("`nifty run` is not in this build yet"),
         "{err}"
     );
+    let (code, _, err) = text(&nifty(d.path(), &["report", "--since", "soon"], &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--since \"soon\""), "{err}");
+    let (code, _, err) = text(&nifty(d.path(), &["check", "0x12", "1"], &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a contract address"), "{err}");
+    let (code, _, err) = text(&nifty(d.path(), &["check", "notacid"], &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a CID"), "{err}");
     let (code, _, err) = text(&nifty(d.path(), &["backfill"], &[]));
     assert_eq!(code, 2, "{err}");
     assert!(

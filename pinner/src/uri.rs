@@ -213,7 +213,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 fn split_path(s: &str) -> (&str, String) {
     let s = s.split(['?', '#']).next().unwrap_or_default();
     match s.split_once('/') {
-        Some((first, rest)) => (first, rest.trim_end_matches('/').to_owned()),
+        Some((first, rest)) => (first, rest.trim_matches('/').to_owned()),
         None => (s, String::new()),
     }
 }
@@ -270,7 +270,12 @@ fn no_scheme(uri: &str) -> Result<Analysed, UriError> {
     } else {
         let (first, path) = split_path(trimmed);
         match parse_cid(first) {
-            Ok(cid) if !first.contains(['.', ' ']) => (Target::Ipfs { cid, path }, None),
+            Ok(cid)
+                if first.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && !first.contains(['.', ' ']) =>
+            {
+                (Target::Ipfs { cid, path }, None)
+            }
             _ => {
                 return fail(
                     UriReason::Malformed,
@@ -334,7 +339,7 @@ fn web_uri(uri: &str) -> Result<Analysed, UriError> {
     let mut segments = url.path().trim_start_matches('/').splitn(3, '/');
     let kind = segments.next().unwrap_or_default();
     let first = segments.next().unwrap_or_default();
-    let path = segments.next().unwrap_or_default().trim_end_matches('/');
+    let path = segments.next().unwrap_or_default().trim_matches('/');
     if kind == "ipfs"
         && let Ok(cid) = parse_cid(first)
     {
@@ -464,6 +469,14 @@ mod tests {
             ("ipfs://{v1}/", I("v1", "", None)),
             ("ipfs://{v1}//", I("v1", "", None)),
             ("ipfs://{v1}/7/", I("v1", "7", None)),
+            ("ipfs://{v1}//1.json", I("v1", "1.json", None)),
+            (
+                "https://ipfs.io/ipfs/{v1}//1.json",
+                I("v1", "1.json", Some("ipfs.io")),
+            ),
+            ("/ipfs/{v0}//a", I("v0", "a", None)),
+            ("ipns://name//x", N("name", "x")),
+            ("\u{0}{v1}", E(UriReason::Malformed)),
             ("ipfs://ipfs/{v0}", I("v0", "", None)),
             ("ipfs://ipfs/{v1}/3.json", I("v1", "3.json", None)),
             ("IPFS://{v1}/3", I("v1", "3", None)),
