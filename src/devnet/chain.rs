@@ -70,6 +70,10 @@ pub struct ChainParams {
     pub seed: u64,
     /// Empty blocks between the last mint and the head.
     pub head_tail: u64,
+    /// Base URL that plain web token URIs name (`nifty devnet` sets its own gateway's
+    /// `http://127.0.0.1:P/web`, so tests fetch only from loopback); `None` names example
+    /// hosts, for tests that never fetch.
+    pub web_base: Option<String>,
 }
 
 impl Default for ChainParams {
@@ -78,6 +82,7 @@ impl Default for ChainParams {
             tokens: 10_000,
             seed: 1,
             head_tail: 30,
+            web_base: None,
         }
     }
 }
@@ -103,7 +108,8 @@ pub enum UriKind {
     DataPercent,
     /// `ar://<43 base64url chars>`.
     Arweave,
-    /// A plain `https://` URL of a metadata server.
+    /// A plain `https://` URL of a metadata server, or `<web_base>/<prefix>/<contract>/<id>`
+    /// when [`ChainParams::web_base`] is set.
     Https,
     /// The empty string (no URI, or `tokenURI` reverted).
     Empty,
@@ -258,6 +264,35 @@ pub struct Chain {
     by_id: Vec<u32>,
     /// The newest block.
     head: u64,
+    /// Base URL of web token URIs; see [`ChainParams::web_base`].
+    web_base: Option<Box<str>>,
+}
+
+/// Where a token's metadata lives, as the generator meant it (not as a parser would read
+/// its URI): what the devnet's gateway serves and what the truth is computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// No URI, or one no client can resolve.
+    Nowhere,
+    /// Inline in a `data:` URI.
+    Inline,
+    /// On IPFS: the root CID as the URI writes it, and the path below it (empty for none).
+    Ipfs {
+        /// The root CID, in canonical string form.
+        cid: String,
+        /// The path below the root, without a leading slash.
+        path: String,
+    },
+    /// On Arweave, under this transaction id.
+    Arweave {
+        /// 43 base64url characters.
+        txid: String,
+    },
+    /// On a web server, under this path of the devnet's `/web/` tree.
+    Web {
+        /// `<prefix>/<contract>/<id>`, without a leading slash.
+        path: String,
+    },
 }
 
 /// Generates the chain of `params`: a pure function of them.
@@ -315,6 +350,7 @@ pub fn generate(params: &ChainParams) -> Chain {
         tokens,
         by_id,
         head,
+        web_base: params.web_base.as_deref().map(Box::from),
     }
 }
 
@@ -410,6 +446,22 @@ impl Chain {
         }
     }
 
+    /// The seed of every random choice.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Base URL of web token URIs, when the chain names the devnet's gateway.
+    pub fn web_base(&self) -> Option<&str> {
+        self.web_base.as_deref()
+    }
+
+    /// The token's stable hash: every per-token choice (URI form, CIDs, metadata variant)
+    /// derives from it.
+    pub fn token_hash(&self, token: &MintedToken) -> u64 {
+        token_hash(self.seed, token)
+    }
+
     /// The token's `tokenURI`: built on demand from the seed, its contract and its id, so
     /// a million tokens do not hold a million URI strings.
     pub fn token_uri(&self, token: &MintedToken) -> String {
@@ -425,8 +477,7 @@ impl Chain {
             UriKind::SubdomainGateway => {
                 format!("https://{}.ipfs.{gateway}/meta.json", cid_v1(h, h & 1 == 0))
             }
-            UriKind::BareCid if h & 2 == 0 => cid_v0(h),
-            UriKind::BareCid => cid_v1(h, h & 1 == 0),
+            UriKind::BareCid => bare_cid(h),
             UriKind::DataBase64 => format!(
                 "data:application/json;base64,{}",
                 base64::engine::general_purpose::STANDARD.encode(metadata_json(contract, id, h))
@@ -435,25 +486,60 @@ impl Chain {
                 "data:application/json,{}",
                 percent_encode(&metadata_json(contract, id, h))
             ),
-            UriKind::Arweave => {
-                let bytes = digest(h ^ 0xa7);
-                format!(
-                    "ar://{}",
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-                )
-            }
-            UriKind::Https => {
-                let host = HTTPS_HOSTS[(h >> 16) as usize % HTTPS_HOSTS.len()];
-                format!("https://{host}/{id}")
-            }
-            UriKind::Empty => String::new(),
-            UriKind::Malformed => match (h >> 24) % 5 {
-                0 => "ipfs://notacid".to_owned(),
-                1 => "htp:/broken".to_owned(),
-                2 => format!("ipfs://{}", contract.base_cid.get(..20).unwrap_or_default()),
-                3 => "https//missing-colon.example/1".to_owned(),
-                _ => format!("ipfs:/{}", cid_v0(h)),
+            UriKind::Arweave => format!("ar://{}", arweave_txid(h)),
+            UriKind::Https => match &self.web_base {
+                Some(base) => format!("{base}/{}", web_path(contract, id, h)),
+                None => {
+                    let host = HTTPS_HOSTS[(h >> 16) as usize % HTTPS_HOSTS.len()];
+                    format!("https://{host}/{id}")
+                }
             },
+            UriKind::Empty => String::new(),
+            UriKind::Malformed => match malformed_form(h) {
+                MalformedForm::NotACid => "ipfs://notacid".to_owned(),
+                MalformedForm::Scheme => "htp:/broken".to_owned(),
+                MalformedForm::Truncated => {
+                    format!("ipfs://{}", contract.base_cid.get(..20).unwrap_or_default())
+                }
+                MalformedForm::MissingColon => "https//missing-colon.example/1".to_owned(),
+                MalformedForm::OneSlash => format!("ipfs:/{}", cid_v0(h)),
+            },
+        }
+    }
+
+    /// Where the token's metadata lives: the same choices as [`Chain::token_uri`], without
+    /// building or parsing the URI.
+    pub fn metadata_source(&self, token: &MintedToken) -> MetadataSource {
+        let contract = &self.contracts[usize::from(token.contract)];
+        let h = token_hash(self.seed, token);
+        let id = token.token_id_decimal();
+        let folder = |path: String| MetadataSource::Ipfs {
+            cid: contract.base_cid.clone(),
+            path,
+        };
+        match self.token_uri_kind(token) {
+            UriKind::IpfsPath | UriKind::IpfsDoubled => folder(format!("{id}.json")),
+            UriKind::PathGateway => folder(id.to_owned()),
+            UriKind::IpfsCidV0 => MetadataSource::Ipfs {
+                cid: cid_v0(h),
+                path: String::new(),
+            },
+            UriKind::SubdomainGateway => MetadataSource::Ipfs {
+                cid: cid_v1(h, h & 1 == 0),
+                path: "meta.json".to_owned(),
+            },
+            UriKind::BareCid => MetadataSource::Ipfs {
+                cid: bare_cid(h),
+                path: String::new(),
+            },
+            UriKind::DataBase64 | UriKind::DataPercent => MetadataSource::Inline,
+            UriKind::Arweave => MetadataSource::Arweave {
+                txid: arweave_txid(h),
+            },
+            UriKind::Https => MetadataSource::Web {
+                path: web_path(contract, id, h),
+            },
+            UriKind::Empty | UriKind::Malformed => MetadataSource::Nowhere,
         }
     }
 
@@ -605,12 +691,64 @@ const GATEWAYS: [&str; 4] = [
     "gateway.pinata.cloud",
     "cloudflare-ipfs.com",
 ];
-/// Metadata servers that plain https URIs name.
+/// Metadata servers that plain https URIs name when the chain has no web base.
 const HTTPS_HOSTS: [&str; 3] = [
     "example.com/meta",
     "api.example.org/token",
     "metadata.example.net/v1/items",
 ];
+/// Path prefixes of web URIs under a web base, one per imagined metadata server.
+pub const WEB_PREFIXES: [&str; 3] = ["meta", "token", "v1/items"];
+
+/// `<prefix>/<contract>/<id>`: the path of a web token's metadata below the web base. The
+/// contract is in the path because one devnet host stands in for every project's server.
+fn web_path(contract: &ContractInfo, id: &str, h: u64) -> String {
+    let prefix = WEB_PREFIXES[(h >> 16) as usize % WEB_PREFIXES.len()];
+    format!("{prefix}/{}/{id}", contract.id)
+}
+
+/// The per-token CID of a [`UriKind::BareCid`] token: v0 or v1 (dag-pb or raw).
+fn bare_cid(h: u64) -> String {
+    if h & 2 == 0 {
+        cid_v0(h)
+    } else {
+        cid_v1(h, h & 1 == 0)
+    }
+}
+
+/// The Arweave transaction id of a [`UriKind::Arweave`] token.
+fn arweave_txid(h: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest(h ^ ARWEAVE_SALT))
+}
+
+/// Salt of Arweave transaction ids.
+pub(crate) const ARWEAVE_SALT: u64 = 0xa7;
+
+/// The ways a [`UriKind::Malformed`] URI is broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedForm {
+    /// `ipfs://notacid`.
+    NotACid,
+    /// `htp:/broken`.
+    Scheme,
+    /// `ipfs://` and the first 20 characters of a CID.
+    Truncated,
+    /// `https//missing-colon.example/1`.
+    MissingColon,
+    /// `ipfs:/<cidv0>`.
+    OneSlash,
+}
+
+/// Which malformed URI a token with hash `h` has.
+pub fn malformed_form(h: u64) -> MalformedForm {
+    match (h >> 24) % 5 {
+        0 => MalformedForm::NotACid,
+        1 => MalformedForm::Scheme,
+        2 => MalformedForm::Truncated,
+        3 => MalformedForm::MissingColon,
+        _ => MalformedForm::OneSlash,
+    }
+}
 
 /// Dozens of contracts with every naming, metadata, URI and id style.
 fn make_contracts(n: usize, rng: &mut StdRng) -> Vec<ContractInfo> {
@@ -840,7 +978,7 @@ fn token_hash(seed: u64, token: &MintedToken) -> u64 {
 }
 
 /// splitmix64's finaliser: a good 64-bit mixer.
-fn splitmix(x: u64) -> u64 {
+pub(crate) fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -848,12 +986,12 @@ fn splitmix(x: u64) -> u64 {
 }
 
 /// Combines two words into one hash.
-fn mix(a: u64, b: u64) -> u64 {
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
     splitmix(a ^ splitmix(b))
 }
 
 /// 32 pseudo-random bytes from a hash: the digest of a generated CID.
-fn digest(h: u64) -> [u8; 32] {
+pub(crate) fn digest(h: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
     let mut state = h;
     for chunk in out.chunks_mut(8) {
@@ -877,14 +1015,17 @@ fn multihash(h: u64) -> Multihash<64> {
 }
 
 /// A CIDv0 (base58btc, `Qm...`).
-fn cid_v0(h: u64) -> String {
+pub(crate) fn cid_v0(h: u64) -> String {
     Cid::new_v0(multihash(h)).map_or_else(|_| String::new(), |c| c.to_string())
 }
 
 /// A CIDv1 in base32 (`bafy...` for dag-pb, `bafk...` for raw).
-fn cid_v1(h: u64, raw: bool) -> String {
+pub(crate) fn cid_v1(h: u64, raw: bool) -> String {
     Cid::new_v1(if raw { RAW } else { DAG_PB }, multihash(h)).to_string()
 }
+
+/// Salt of the image CID in generated metadata (inline and fetched alike).
+pub(crate) const IMAGE_SALT: u64 = 0x1a9e;
 
 /// Inline metadata for `data:` URIs.
 fn metadata_json(contract: &ContractInfo, id: &str, h: u64) -> String {
@@ -892,7 +1033,7 @@ fn metadata_json(contract: &ContractInfo, id: &str, h: u64) -> String {
     serde_json::json!({
         "name": format!("{name} #{id}"),
         "description": "Generated by nifty devnet.",
-        "image": format!("ipfs://{}/{id}.png", cid_v1(h ^ 0x1a9e, false)),
+        "image": format!("ipfs://{}/{id}.png", cid_v1(h ^ IMAGE_SALT, false)),
     })
     .to_string()
 }
@@ -939,6 +1080,7 @@ mod tests {
             tokens,
             seed,
             head_tail: 30,
+            web_base: None,
         }
     }
 

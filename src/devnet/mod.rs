@@ -1,15 +1,24 @@
-//! `nifty devnet`: a simulated ERC-721 subgraph on loopback, over a deterministic generated
-//! chain, with configurable latency and faults. nifty's tests and benchmarks page against
-//! it; other tools can point at it too (it answers introspection).
+//! `nifty devnet`: on loopback, over a deterministic generated chain, a simulated ERC-721
+//! subgraph, a simulated IPFS Cluster and a simulated IPFS/Arweave/web gateway, with
+//! configurable latency and faults. nifty's tests and benchmarks run against it; other
+//! tools can point at it too (the subgraph answers introspection).
 //!
 //! - [`chain`]: the generated chain, a pure function of its parameters.
 //! - [`query`]: filters, ordering and paging over the chain's indexes.
 //! - [`schema`] and [`filters`]: the subgraph's GraphQL schema.
 //! - [`faults`]: the failures a hosted subgraph shows, drawn at configured rates.
+//! - [`cluster`]: the IPFS Cluster REST API subset, with pin progress, errors and outages.
+//! - [`gateway`] and [`content`]: what each token's metadata URL serves, and the truth a
+//!   pinner should conclude ([`Chain::expected`]).
+//! - [`live`]: the chain the services share while `/admin/mine` grows it.
 
 pub mod chain;
+pub mod cluster;
+pub mod content;
 pub mod faults;
 pub mod filters;
+pub mod gateway;
+pub mod live;
 pub mod query;
 pub mod rows;
 pub mod schema;
@@ -18,13 +27,19 @@ mod server;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-pub use chain::{Chain, ChainParams, Mined, MintedToken, UriKind, generate};
+pub use chain::{Chain, ChainParams, MetadataSource, Mined, MintedToken, UriKind, generate};
+pub use cluster::{Cluster, ClusterConfig, ClusterStats, Credential, OutageMode, serve_cluster};
+pub use content::{Expected, VARIANTS, Variant};
 pub use faults::{Fault, FaultConfig};
+pub use gateway::{GatewayConfig, serve_gateway};
+pub use live::LiveChain;
 pub use server::with_indexing_error;
 
 /// Path of the subgraph's GraphQL endpoint, as on a graph-node.
@@ -51,6 +66,17 @@ pub enum DevnetError {
         /// Their sum.
         sum: f64,
     },
+    /// A cluster peer count the simulation cannot hold.
+    #[error("--cluster-peers must be between 1 and {max}, but is {value}")]
+    Peers {
+        /// The value.
+        value: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A basic-auth pair without its colon.
+    #[error("--cluster-basic-auth must be USER:PASS")]
+    BasicAuth,
 }
 
 /// `nifty devnet`'s flags.
@@ -62,7 +88,8 @@ pub struct DevnetArgs {
     /// Seed of the generated chain.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Address to listen on (port 0 picks a free one; the URLs printed say which).
+    /// Address of the subgraph, admin and health endpoints (port 0 picks a free one; the
+    /// URLs printed say which).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// Empty blocks between the last mint and the head.
@@ -104,6 +131,48 @@ pub struct DevnetArgs {
     /// Seed of the fault draws.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Address of the simulated IPFS Cluster REST API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub cluster_listen: SocketAddr,
+    /// Simulated cluster peers (each pin's peer_map has one entry per peer).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub cluster_peers: usize,
+    /// How long a new pin stays `pin_queued`.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub cluster_queue_ms: u64,
+    /// How long a pin then stays `pinning` (jittered per peer).
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    pub cluster_pin_ms: u64,
+    /// Share of CIDs whose first pin attempt ends in `pin_error` (recover fixes them).
+    #[arg(long, default_value_t = 0.02, value_name = "P")]
+    pub cluster_error_rate: f64,
+    /// Milliseconds added to every cluster request.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub cluster_latency_ms: u64,
+    /// Share of cluster requests answered 500, 502 or 503.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub cluster_fault_rate: f64,
+    /// Share of `GET /pins` streams cut halfway, with an `X-Stream-Error` header.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub cluster_stream_error_rate: f64,
+    /// Require HTTP basic auth on the cluster API.
+    #[arg(long, value_name = "USER:PASS")]
+    pub cluster_basic_auth: Option<String>,
+    /// Require this bearer token on the cluster API (either credential is accepted).
+    #[arg(long, value_name = "TOKEN")]
+    pub cluster_bearer: Option<String>,
+    /// Address of the simulated IPFS gateway (also `/ar/` and `/web/`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub gateway_listen: SocketAddr,
+    /// Milliseconds added to every gateway answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub gateway_latency_ms: u64,
+    /// Share of gateway requests answered with a transient 502 or 504.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub gateway_error_rate: f64,
+    /// How long tokens of the `slow` variant hang before answering.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub gateway_slow_ms: u64,
 }
 
 impl Default for DevnetArgs {
@@ -125,6 +194,20 @@ impl Default for DevnetArgs {
             graphql_error_rate: 0.0,
             indexing_error_rate: 0.0,
             fault_seed: 0,
+            cluster_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster_peers: 3,
+            cluster_queue_ms: 100,
+            cluster_pin_ms: 300,
+            cluster_error_rate: 0.02,
+            cluster_latency_ms: 0,
+            cluster_fault_rate: 0.0,
+            cluster_stream_error_rate: 0.0,
+            cluster_basic_auth: None,
+            cluster_bearer: None,
+            gateway_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gateway_latency_ms: 0,
+            gateway_error_rate: 0.0,
+            gateway_slow_ms: 10_000,
         }
     }
 }
@@ -150,11 +233,36 @@ impl DevnetArgs {
         if sum > 1.0 + 1e-9 {
             return Err(DevnetError::RatesOverOne { sum });
         }
+        let other_rates = [
+            ("cluster-error-rate", self.cluster_error_rate),
+            ("cluster-fault-rate", self.cluster_fault_rate),
+            ("cluster-stream-error-rate", self.cluster_stream_error_rate),
+            ("gateway-error-rate", self.gateway_error_rate),
+        ];
+        for (flag, value) in other_rates {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(DevnetError::Rate { flag, value });
+            }
+        }
+        if !(1..=cluster::PEERS_MAX).contains(&self.cluster_peers) {
+            return Err(DevnetError::Peers {
+                value: self.cluster_peers,
+                max: cluster::PEERS_MAX,
+            });
+        }
+        if self
+            .cluster_basic_auth
+            .as_deref()
+            .is_some_and(|pair| !pair.contains(':'))
+        {
+            return Err(DevnetError::BasicAuth);
+        }
         Ok(DevnetConfig {
             chain: ChainParams {
                 tokens: self.tokens,
                 seed: self.seed,
                 head_tail: self.head_tail,
+                web_base: None,
             },
             prune_before: self.prune_before,
             indexing_errors: self.indexing_errors,
@@ -170,6 +278,24 @@ impl DevnetArgs {
                 indexing_error_rate: self.indexing_error_rate,
                 seed: self.fault_seed,
             },
+            cluster: ClusterConfig {
+                peers: self.cluster_peers,
+                queue: Duration::from_millis(self.cluster_queue_ms),
+                pin: Duration::from_millis(self.cluster_pin_ms),
+                error_rate: self.cluster_error_rate,
+                fault_rate: self.cluster_fault_rate,
+                stream_error_rate: self.cluster_stream_error_rate,
+                latency: Duration::from_millis(self.cluster_latency_ms),
+                basic_auth: self.cluster_basic_auth.clone().map(Credential::new),
+                bearer: self.cluster_bearer.clone().map(Credential::new),
+                seed: self.fault_seed,
+            },
+            gateway: GatewayConfig {
+                latency: Duration::from_millis(self.gateway_latency_ms),
+                error_rate: self.gateway_error_rate,
+                slow: Duration::from_millis(self.gateway_slow_ms),
+                seed: self.fault_seed,
+            },
         })
     }
 }
@@ -183,8 +309,12 @@ pub struct DevnetConfig {
     pub prune_before: u64,
     /// Whether the subgraph reports indexing errors.
     pub indexing_errors: bool,
-    /// Latency and fault rates.
+    /// Latency and fault rates of the subgraph.
     pub faults: FaultConfig,
+    /// The simulated cluster.
+    pub cluster: ClusterConfig,
+    /// The simulated gateway.
+    pub gateway: GatewayConfig,
 }
 
 /// The deployment id of the devnet subgraph for a chain seed: `QmDevnet` and base58
@@ -202,8 +332,9 @@ pub fn deployment_id(seed: u64) -> String {
     id
 }
 
-/// Generates the chain of `config` and serves it on `listener` until `shutdown` resolves.
-/// The caller binds the listener (tests bind `127.0.0.1:0`).
+/// Generates the chain of `config` and serves its subgraph (without cluster or gateway) on
+/// `listener` until `shutdown` resolves. The caller binds the listener (tests bind
+/// `127.0.0.1:0`).
 pub async fn serve(
     listener: TcpListener,
     config: DevnetConfig,
@@ -216,39 +347,185 @@ pub async fn serve(
     serve_chain(listener, chain, config, shutdown).await
 }
 
-/// Serves an already generated (perhaps mined) `chain`; `config.chain` names its seed.
+/// Serves the subgraph of an already generated (perhaps mined) `chain`; `config.chain`
+/// names its seed.
 pub async fn serve_chain(
     listener: TcpListener,
     chain: Chain,
     config: DevnetConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    server::serve_chain(listener, chain, config, shutdown)
+    let live = Arc::new(LiveChain::new(chain));
+    server::serve_main(listener, live, None, &config, shutdown)
         .await
         .context("serving the devnet")
 }
 
-/// The line `nifty devnet` prints when it is ready: where each service listens.
-pub fn ready_line(addr: SocketAddr) -> String {
-    let host = if addr.ip().is_unspecified() {
+/// The three listeners of a whole devnet.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Subgraph, admin and health.
+    pub main: TcpListener,
+    /// The cluster REST API.
+    pub cluster: TcpListener,
+    /// The gateway (`/ipfs/`, `/ar/`, `/web/`).
+    pub gateway: TcpListener,
+}
+
+/// Where a whole devnet listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevnetAddrs {
+    /// Subgraph, admin and health.
+    pub main: SocketAddr,
+    /// The cluster REST API.
+    pub cluster: SocketAddr,
+    /// The gateway.
+    pub gateway: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds all three.
+    pub async fn bind(
+        main: SocketAddr,
+        cluster: SocketAddr,
+        gateway: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the devnet {what} to {addr}"))
+        };
+        Ok(Listeners {
+            main: bind(main, "subgraph").await?,
+            cluster: bind(cluster, "cluster").await?,
+            gateway: bind(gateway, "gateway").await?,
+        })
+    }
+
+    /// Their addresses (unspecified hosts shown as 127.0.0.1).
+    pub fn addrs(&self) -> anyhow::Result<DevnetAddrs> {
+        let addr = |l: &TcpListener| {
+            l.local_addr()
+                .map(loopback_if_unspecified)
+                .context("reading the devnet's address")
+        };
+        Ok(DevnetAddrs {
+            main: addr(&self.main)?,
+            cluster: addr(&self.cluster)?,
+            gateway: addr(&self.gateway)?,
+        })
+    }
+}
+
+/// The web base a devnet whose gateway listens on `gateway` gives its chain.
+pub fn web_base(gateway: SocketAddr) -> String {
+    format!("http://{}/web", loopback_if_unspecified(gateway))
+}
+
+/// Serves a whole devnet over `live` (a chain generated with `config.chain`, whose
+/// `web_base` should be [`web_base`] of the gateway listener) until `shutdown` resolves or
+/// one of the services fails. The gateway builds the content index first unless
+/// [`LiveChain::ensure_index`] already has.
+pub async fn serve_all(
+    listeners: Listeners,
+    live: Arc<LiveChain>,
+    config: DevnetConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let cluster = Arc::new(Cluster::new(config.cluster.clone()));
+    let main = async {
+        server::serve_main(
+            listeners.main,
+            Arc::clone(&live),
+            Some(Arc::clone(&cluster)),
+            &config,
+            stopped(stop_rx.clone()),
+        )
+        .await
+        .context("serving the devnet subgraph")
+    };
+    let cluster_server = async {
+        serve_cluster(
+            listeners.cluster,
+            Arc::clone(&cluster),
+            stopped(stop_rx.clone()),
+        )
+        .await
+        .context("serving the devnet cluster")
+    };
+    let gateway = async {
+        serve_gateway(
+            listeners.gateway,
+            Arc::clone(&live),
+            config.gateway.clone(),
+            stopped(stop_rx.clone()),
+        )
+        .await
+        .context("serving the devnet gateway")
+    };
+    tokio::try_join!(main, cluster_server, gateway)?;
+    Ok(())
+}
+
+/// The line `nifty devnet` prints when it is ready: where each service listens, and the
+/// chain parameters (so a test can generate the same chain in-process).
+pub fn ready_line(addrs: DevnetAddrs, chain: &ChainParams) -> String {
+    let main = loopback_if_unspecified(addrs.main);
+    let cluster = loopback_if_unspecified(addrs.cluster);
+    let gateway = loopback_if_unspecified(addrs.gateway);
+    let s = |v: String| serde_json::Value::from(v);
+    let subgraph = s(format!("http://{main}{SUBGRAPH_PATH}"));
+    let admin = s(format!("http://{main}{ADMIN_PATH}"));
+    let cluster = s(format!("http://{cluster}"));
+    let arweave = s(format!("http://{gateway}/ar"));
+    let web = s(web_base(gateway));
+    let gateway = s(format!("http://{gateway}"));
+    let params = serde_json::json!({
+        "tokens": chain.tokens,
+        "seed": chain.seed,
+        "head_tail": chain.head_tail,
+        "web_base": chain.web_base,
+    });
+    format!(
+        r#"{{"subgraph": {subgraph}, "admin": {admin}, "cluster": {cluster}, "gateway": {gateway}, "arweave": {arweave}, "web": {web}, "chain": {params}}}"#
+    )
+}
+
+/// `addr`, with an unspecified IP (0.0.0.0, ::) replaced by 127.0.0.1, for URLs.
+pub(crate) fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
-    };
-    let subgraph = serde_json::Value::from(format!("http://{host}{SUBGRAPH_PATH}"));
-    let admin = serde_json::Value::from(format!("http://{host}{ADMIN_PATH}"));
-    format!(r#"{{"subgraph": {subgraph}, "admin": {admin}, "cluster": null, "gateway": null}}"#)
+    }
 }
 
-/// `nifty devnet`: generates the chain, binds, prints [`ready_line`] to stdout, and serves
-/// until ctrl-c or SIGTERM.
+/// `nifty devnet`: binds its three listeners, generates the chain (whose web URIs name the
+/// gateway), prints [`ready_line`] to stdout, and serves until ctrl-c or SIGTERM.
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    let listeners = Listeners::bind(args.listen, args.cluster_listen, args.gateway_listen).await?;
+    let addrs = listeners.addrs()?;
+    config.chain.web_base = Some(web_base(addrs.gateway));
     let params = config.chain.clone();
     let started = std::time::Instant::now();
-    let chain = tokio::task::spawn_blocking(move || generate(&params))
-        .await
-        .context("generating the devnet chain")?;
+    // The content index too, so the gateway answers as soon as the ready line is out.
+    let live = tokio::task::spawn_blocking(move || {
+        let live = LiveChain::new(generate(&params));
+        live.ensure_index();
+        live
+    })
+    .await
+    .context("generating the devnet chain")?;
+    let chain = live.chain();
     tracing::info!(
         tokens = chain.tokens().len(),
         head = chain.head(),
@@ -256,18 +533,14 @@ pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "devnet chain generated"
     );
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding the devnet to {}", args.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the devnet's address")?;
+    drop(chain);
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", ready_line(addr)).context("printing the devnet's URLs")?;
+        writeln!(out, "{}", ready_line(addrs, &config.chain))
+            .context("printing the devnet's URLs")?;
         out.flush().context("printing the devnet's URLs")?;
     }
-    serve_chain(listener, chain, config, stop_signal()).await
+    serve_all(listeners, Arc::new(live), config, stop_signal()).await
 }
 
 /// Resolves at ctrl-c or SIGTERM.
@@ -293,5 +566,7 @@ async fn stop_signal() {
     }
 }
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -621,6 +621,7 @@ mod tests {
             tokens: 25_000,
             seed: 4,
             head_tail: 30,
+            web_base: None,
         });
         let snapshot = chain.head() - 20;
         let tokens = chain.tokens();
@@ -714,6 +715,7 @@ mod tests {
             tokens: 4_000,
             seed: 9,
             head_tail: 30,
+            web_base: None,
         });
         chain.mine(5, 50);
         let mut rng = StdRng::seed_from_u64(11);
@@ -766,6 +768,7 @@ mod tests {
             tokens: 2_000,
             seed: 1,
             head_tail: 30,
+            web_base: None,
         });
         let q = TokenQuery {
             direction: Direction::Desc,

@@ -1,8 +1,9 @@
-//! The devnet's HTTP server: the subgraph's GraphQL endpoint (where faults apply), the
-//! admin endpoint that grows the chain, and a health check.
+//! The devnet's main HTTP server: the subgraph's GraphQL endpoint (where faults apply), the
+//! admin endpoints (grow the chain; cluster outages and stats), and a health check.
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::{GraphQLPlaygroundConfig, playground_source};
 use axum::Router;
@@ -16,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::chain::{Chain, Mined};
+use super::cluster::{Cluster, OutageMode};
 use super::faults::{Fault, FaultDice};
+use super::live::LiveChain;
 use super::schema::{Served, SubgraphInfo, SubgraphSchema, build_schema};
 use super::{DevnetConfig, SUBGRAPH_PATH};
 
@@ -24,13 +27,17 @@ use super::{DevnetConfig, SUBGRAPH_PATH};
 const MINE_BLOCKS_MAX: u64 = 1_000_000;
 /// Most tokens one `/admin/mine` call may add.
 const MINE_TOKENS_MAX: usize = 1_000_000;
+/// Longest outage one `/admin/cluster/outage` call may start: an hour, far beyond any test.
+const OUTAGE_SECONDS_MAX: f64 = 3_600.0;
 
 /// What every handler shares.
 struct AppState {
     /// The compiled schema.
     schema: SubgraphSchema,
-    /// The chain; requests take a clone of the `Arc`, mining swaps in a grown chain.
-    chain: RwLock<Arc<Chain>>,
+    /// The chain, shared with the gateway; mining swaps in a grown one.
+    live: Arc<LiveChain>,
+    /// The simulated cluster, when this devnet runs one.
+    cluster: Option<Arc<Cluster>>,
     /// Deployment, pruning and indexing errors.
     info: Arc<SubgraphInfo>,
     /// Fault draws.
@@ -42,16 +49,17 @@ struct AppState {
 impl AppState {
     /// The chain as of now.
     fn chain(&self) -> Arc<Chain> {
-        let guard = self.chain.read().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(&guard)
+        self.live.chain()
     }
 }
 
-/// Serves `chain` on `listener` until `shutdown` resolves.
-pub(super) async fn serve_chain(
+/// Serves the subgraph of `live` (and the admin routes of `cluster`, if any) on `listener`
+/// until `shutdown` resolves.
+pub(super) async fn serve_main(
     listener: TcpListener,
-    chain: Chain,
-    config: DevnetConfig,
+    live: Arc<LiveChain>,
+    cluster: Option<Arc<Cluster>>,
+    config: &DevnetConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stopping) = watch::channel(false);
@@ -62,14 +70,17 @@ pub(super) async fn serve_chain(
     };
     let state = Arc::new(AppState {
         schema: build_schema(),
-        chain: RwLock::new(Arc::new(chain)),
+        live,
+        cluster,
         info: Arc::new(info),
-        dice: FaultDice::new(config.faults),
+        dice: FaultDice::new(config.faults.clone()),
         stopping,
     });
     let app = Router::new()
         .route(SUBGRAPH_PATH, post(graphql_post).get(graphql_get))
         .route("/admin/mine", post(admin_mine))
+        .route("/admin/cluster/outage", post(admin_cluster_outage))
+        .route("/admin/cluster/stats", get(admin_cluster_stats))
         .route("/health", get(health))
         .with_state(state);
     axum::serve(listener, app)
@@ -114,13 +125,9 @@ async fn admin_mine(State(state): State<Arc<AppState>>, body: Bytes) -> Response
             "tokens need at least one block".into(),
         );
     }
-    let worker = Arc::clone(&state);
-    let mined = tokio::task::spawn_blocking(move || -> Mined {
-        let mut guard = worker.chain.write().unwrap_or_else(|e| e.into_inner());
-        // Copies the chain only if a request still holds the old one.
-        Arc::make_mut(&mut guard).mine(req.blocks, req.tokens)
-    })
-    .await;
+    let live = Arc::clone(&state.live);
+    let mined =
+        tokio::task::spawn_blocking(move || -> Mined { live.mine(req.blocks, req.tokens) }).await;
     match mined {
         Ok(m) => {
             tracing::info!(head = m.head, tokens = m.ids.len(), "devnet mined");
@@ -129,6 +136,55 @@ async fn admin_mine(State(state): State<Arc<AppState>>, body: Bytes) -> Response
                 Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
+        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Body of `POST /admin/cluster/outage`.
+#[derive(Debug, Deserialize)]
+struct OutageRequest {
+    /// How long it lasts.
+    seconds: f64,
+    /// `unavailable` (503s) or `refuse` (the listener closes).
+    mode: OutageMode,
+}
+
+/// `POST /admin/cluster/outage`: the cluster answers 503, or refuses connections, for a
+/// while. Pins survive it.
+async fn admin_cluster_outage(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Some(cluster) = &state.cluster else {
+        return text_response(StatusCode::NOT_FOUND, "this devnet runs no cluster".into());
+    };
+    let req: OutageRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return text_response(StatusCode::BAD_REQUEST, format!("bad outage request: {e}"));
+        }
+    };
+    if !(0.0..=OUTAGE_SECONDS_MAX).contains(&req.seconds) {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            format!("seconds must be between 0 and {OUTAGE_SECONDS_MAX}"),
+        );
+    }
+    cluster.outage(req.mode, Duration::from_secs_f64(req.seconds));
+    tracing::info!(mode = ?req.mode, seconds = req.seconds, "devnet cluster outage");
+    let body = serde_json::json!({ "mode": req.mode, "seconds": req.seconds });
+    json_response(StatusCode::OK, body.to_string().into_bytes())
+}
+
+/// `GET /admin/cluster/stats`: pins, requests and statuses, so tests can assert that each
+/// CID was pinned once.
+async fn admin_cluster_stats(State(state): State<Arc<AppState>>) -> Response {
+    let Some(cluster) = &state.cluster else {
+        return text_response(StatusCode::NOT_FOUND, "this devnet runs no cluster".into());
+    };
+    let cluster = Arc::clone(cluster);
+    match tokio::task::spawn_blocking(move || cluster.stats()).await {
+        Ok(stats) => match serde_json::to_vec(&stats) {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
         Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

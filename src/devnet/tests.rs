@@ -158,6 +158,7 @@ fn config(tokens: usize, seed: u64) -> DevnetConfig {
             tokens,
             seed,
             head_tail: 30,
+            web_base: None,
         },
         ..DevnetConfig::default()
     }
@@ -205,6 +206,7 @@ async fn the_page_query_returns_every_token_of_the_snapshot_in_cursor_order() {
         tokens: 21_000,
         seed: 3,
         head_tail: 30,
+        web_base: None,
     };
     let chain = generate(&params);
     let devnet = Running::start(DevnetConfig {
@@ -880,6 +882,7 @@ async fn one_pass_rendering_matches_async_graphqls_own() {
         tokens: 3_000,
         seed: 2,
         head_tail: 30,
+        web_base: None,
     }));
     let snapshot = chain.head() - 20;
     let page_vars = json!({"block": "0", "lastId": "", "end": snapshot.to_string(), "first": 1000, "snapshot": snapshot});
@@ -983,14 +986,124 @@ fn clap_parses_the_flags() {
 }
 
 #[test]
+fn cluster_and_gateway_flags_become_a_checked_config() {
+    use clap::Parser;
+    /// A command line with only the devnet's flags.
+    #[derive(clap::Parser)]
+    struct Cli {
+        /// The flags.
+        #[command(flatten)]
+        devnet: DevnetArgs,
+    }
+    let parse = |args: &[&str]| {
+        let mut all = vec!["nifty"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().devnet
+    };
+    let args = parse(&[
+        "--cluster-listen",
+        "127.0.0.1:9094",
+        "--gateway-listen",
+        "127.0.0.1:8080",
+        "--cluster-peers",
+        "2",
+        "--cluster-queue-ms",
+        "5",
+        "--cluster-pin-ms",
+        "7",
+        "--cluster-error-rate",
+        "0.5",
+        "--cluster-fault-rate",
+        "0.1",
+        "--cluster-stream-error-rate",
+        "0.2",
+        "--cluster-latency-ms",
+        "3",
+        "--cluster-basic-auth",
+        "u:p",
+        "--cluster-bearer",
+        "tok",
+        "--gateway-latency-ms",
+        "4",
+        "--gateway-error-rate",
+        "0.3",
+        "--gateway-slow-ms",
+        "900",
+    ]);
+    assert_eq!(args.cluster_listen.port(), 9094);
+    assert_eq!(args.gateway_listen.port(), 8080);
+    let config = args.config().unwrap();
+    assert_eq!(
+        config.cluster,
+        ClusterConfig {
+            peers: 2,
+            queue: Duration::from_millis(5),
+            pin: Duration::from_millis(7),
+            error_rate: 0.5,
+            fault_rate: 0.1,
+            stream_error_rate: 0.2,
+            latency: Duration::from_millis(3),
+            basic_auth: Some(Credential::new("u:p")),
+            bearer: Some(Credential::new("tok")),
+            seed: 0,
+        }
+    );
+    assert_eq!(
+        config.gateway,
+        GatewayConfig {
+            latency: Duration::from_millis(4),
+            error_rate: 0.3,
+            slow: Duration::from_millis(900),
+            seed: 0,
+        }
+    );
+    assert!(!format!("{config:?}").contains("tok\""));
+    let defaults = parse(&[]).config().unwrap();
+    assert_eq!(defaults.cluster, ClusterConfig::default());
+    assert_eq!(defaults.gateway, GatewayConfig::default());
+    assert_eq!(defaults.chain.web_base, None);
+    for (flags, message) in [
+        (
+            &["--cluster-peers", "0"][..],
+            "--cluster-peers must be between 1 and 8, but is 0",
+        ),
+        (
+            &["--cluster-error-rate", "2"][..],
+            "--cluster-error-rate must be between 0 and 1, but is 2",
+        ),
+        (
+            &["--gateway-error-rate=-0.5"][..],
+            "--gateway-error-rate must be between 0 and 1, but is -0.5",
+        ),
+        (
+            &["--cluster-basic-auth", "nocolon"][..],
+            "--cluster-basic-auth must be USER:PASS",
+        ),
+    ] {
+        assert_eq!(parse(flags).config().unwrap_err().to_string(), message);
+    }
+}
+
+#[test]
 fn the_ready_line_is_one_json_object() {
-    let line = ready_line("127.0.0.1:4567".parse().unwrap());
+    let addrs = DevnetAddrs {
+        main: "127.0.0.1:4567".parse().unwrap(),
+        cluster: "0.0.0.0:4568".parse().unwrap(),
+        gateway: "127.0.0.1:4569".parse().unwrap(),
+    };
+    let params = ChainParams {
+        tokens: 7,
+        seed: 3,
+        head_tail: 30,
+        web_base: Some(web_base(addrs.gateway)),
+    };
+    let line = ready_line(addrs, &params);
     assert_eq!(
         line,
-        r#"{"subgraph": "http://127.0.0.1:4567/subgraphs/name/nifty/erc721", "admin": "http://127.0.0.1:4567/admin", "cluster": null, "gateway": null}"#
+        r#"{"subgraph": "http://127.0.0.1:4567/subgraphs/name/nifty/erc721", "admin": "http://127.0.0.1:4567/admin", "cluster": "http://127.0.0.1:4568", "gateway": "http://127.0.0.1:4569", "arweave": "http://127.0.0.1:4569/ar", "web": "http://127.0.0.1:4569/web", "chain": {"head_tail":30,"seed":3,"tokens":7,"web_base":"http://127.0.0.1:4569/web"}}"#
     );
     let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["cluster"], Value::Null);
+    assert_eq!(v["web"], v["chain"]["web_base"]);
     assert_eq!(deployment_id(1), deployment_id(1));
     assert_ne!(deployment_id(1), deployment_id(2));
 }
@@ -1003,6 +1116,7 @@ async fn bench_page_query_in_process() {
         tokens: 1_000_000,
         seed: 1,
         head_tail: 30,
+        web_base: None,
     }));
     eprintln!(
         "generated {} tokens in {:?}",
@@ -1023,6 +1137,7 @@ fn bench_page_query_over_http() {
         tokens: 1_000_000,
         seed: 1,
         head_tail: 30,
+        web_base: None,
     });
     let snapshot = chain.head() - 20;
     let want = chain.count_at(snapshot);
