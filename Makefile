@@ -17,7 +17,7 @@ build: ## Build the nifty binary and every crate (debug)
 demo: build ## Build, start the devnet, backfill it into a scratch store and show status (daemon and dashboard come later)
 	@scripts/demo.sh "$(CARGO_TARGET_DIR)/debug/nifty"
 
-test: ## Run every test: unit, store crash loop, CLI, devnet, end-to-end scraping (what CI runs)
+test: ## Run every test: unit, crash loop, CLI, devnet, end to end (scrape, pin), 20 s fuzz per target (what CI runs)
 	@CARGO=$(CARGO) scripts/test.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
@@ -27,8 +27,14 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
+.PHONY: fuzz
+FUZZ_SECONDS ?= 300
+fuzz: ## Fuzz URI analysis and metadata extraction, FUZZ_SECONDS (300) per target; test runs 20 s
+	@CARGO=$(CARGO) scripts/fuzz.sh $(FUZZ_SECONDS)
+
 bench: ## Release-mode benchmarks; prints medians
-	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest
+	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest --bench pinner
 
 clean: ## Remove build output
 	$(CARGO) clean
+	rm -rf fuzz/target

@@ -7,6 +7,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 "${CARGO:-cargo}" test --workspace --locked "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# Then a short, bounded fuzz run of the pinner's parsers; each target counts as a test below.
+"$(dirname "$0")/fuzz.sh" "${FUZZ_TEST_SECONDS:-20}" 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 awk '/^test result:/ {
   for (i = 2; i <= NF; i++) {
     if ($i ~ /^passed/) p += $(i - 1)
