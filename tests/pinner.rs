@@ -91,6 +91,29 @@ fn ok(out: &Output) -> String {
     text
 }
 
+/// Runs `nifty pin --json` until it exits 0; an exit 4 (a service unavailable after its
+/// retries: the work stays queued) is run again. Returns the first run's output.
+fn pin_until_done(s: &Setup) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first = None;
+    loop {
+        let out = nifty(s, &["pin", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        first.get_or_insert_with(|| text.clone());
+        if out.status.success() {
+            return first.unwrap_or_default();
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Runs `nifty follow` until no pin is pending (or the deadline passes).
 fn follow_until_settled(s: &Setup, deadline: Duration) {
     let start = Instant::now();
@@ -220,6 +243,14 @@ fn every_pinnable_token_ends_linked_and_every_other_has_its_reason() {
             "60",
             "--gateway-slow-ms",
             "4000",
+            // Transient trouble everywhere: 5xx from the cluster, cut status streams
+            // (X-Stream-Error trailers), 502/504 from the gateway. All retried.
+            "--cluster-fault-rate",
+            "0.02",
+            "--cluster-stream-error-rate",
+            "0.1",
+            "--gateway-error-rate",
+            "0.01",
         ],
     );
     let chain = d.chain();
@@ -236,7 +267,7 @@ fn every_pinnable_token_ends_linked_and_every_other_has_its_reason() {
             "2",
         ],
     ));
-    let out = ok(&nifty(&s, &["pin", "--json"]));
+    let out = pin_until_done(&s);
     assert!(out.contains(r#""pass":"analyse""#), "{out}");
     follow_until_settled(&s, Duration::from_secs(60));
 
@@ -395,19 +426,7 @@ fn a_cluster_outage_loses_nothing_and_everything_pins_after_it() {
     );
     // Back: everything pins, each CID requested once.
     std::thread::sleep(Duration::from_secs(3));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = nifty(&s, &["pin"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    pin_until_done(&s);
     follow_until_settled(&s, Duration::from_secs(60));
     compare(&outcomes(&s.data), &truth(&chain, true));
     let st = stats(&d);

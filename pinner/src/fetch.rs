@@ -28,8 +28,9 @@ pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Redirects followed; a fourth is refused.
 pub const MAX_REDIRECTS: usize = 3;
-/// Attempts for a gateway answer that may be transient (502, 503, 504, 429, connect).
-pub const GATEWAY_ATTEMPTS: u32 = 3;
+/// Attempts for an answer that may be transient (502, 503, 504, 429, a broken connection),
+/// from a gateway or a token's own server.
+pub const ATTEMPTS: u32 = 4;
 
 /// How metadata is fetched.
 #[derive(Clone, Debug)]
@@ -386,17 +387,23 @@ impl Fetcher {
                 return Err(refusal(FetchReason::InvalidUrl, "only http(s) is fetched"));
             }
             check_literal(&url, &self.allow).map_err(|r| refusal(r.reason, &r.detail))?;
-            return self.get(&self.web, &url).await.map_err(|mut e| {
-                e.gateway_outage = false;
-                e
-            });
         }
+        let client = if via_gateway {
+            &self.gateway
+        } else {
+            &self.web
+        };
         let mut attempt = 1;
         loop {
-            match self.get(&self.gateway, &url).await {
-                Err(e) if e.reason.is_transient() && attempt < GATEWAY_ATTEMPTS => {
+            match self.get(client, &url).await {
+                Err(e) if e.reason.is_transient() && attempt < ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     attempt += 1;
+                }
+                // A token's own server failing is the token's failure, never an outage.
+                Err(mut e) if !via_gateway => {
+                    e.gateway_outage = false;
+                    return Err(e);
                 }
                 other => return other,
             }

@@ -263,3 +263,35 @@ async fn a_down_gateway_is_an_outage_not_a_token_failure() {
     let err = f.fetch(&target).await.unwrap_err();
     assert!(err.gateway_outage, "{err}");
 }
+
+#[tokio::test]
+async fn transient_gateway_errors_are_retried() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let app = Router::new().route(
+        "/ipfs/{*rest}",
+        get(move || {
+            let c = Arc::clone(&c);
+            async move {
+                match c.fetch_add(1, Ordering::SeqCst) {
+                    0 => StatusCode::GATEWAY_TIMEOUT.into_response(),
+                    1 => StatusCode::BAD_GATEWAY.into_response(),
+                    _ => r#"{"name":"third time"}"#.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = Url::parse(&format!("http://{addr}")).unwrap();
+    let f = Fetcher::new(FetchOptions::new(base.clone(), base)).unwrap();
+    let target = nifty_pinner::uri::analyse(
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/1.json",
+    )
+    .unwrap()
+    .target;
+    let got = f.fetch(&target).await.unwrap();
+    assert_eq!(got.body, br#"{"name":"third time"}"#);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}

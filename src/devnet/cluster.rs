@@ -1069,10 +1069,10 @@ async fn status_all(
     stream_statuses(cluster, cids, filter, cut).await
 }
 
-/// Streams `GlobalPinInfo` lines for `cids`: 204 when none passes `filter`. With `cut`,
-/// only that many CIDs are read and `X-Stream-Error` says why the rest are missing (a
-/// header, not a trailer: hyper sends trailers only to clients that ask with `TE:
-/// trailers`, and reqwest cannot read them), or, with nothing to send, a 500.
+/// Streams `GlobalPinInfo` lines for `cids`: 204 when none passes `filter`. As a real
+/// cluster does, the response announces a `Trailer: X-Stream-Error`; with `cut`, only that
+/// many CIDs are read and the trailer says why the rest are missing (hyper sends trailers
+/// only to clients that ask with `TE: trailers`), or, with nothing to send, a 500.
 async fn stream_statuses(
     cluster: Arc<Cluster>,
     mut cids: Vec<Box<str>>,
@@ -1118,18 +1118,53 @@ async fn stream_statuses(
         },
     );
     let head = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(first))]);
-    let body = Body::from_stream(futures::StreamExt::chain(head, rest));
+    let mut trailers = HeaderMap::new();
+    let error = if cut.is_some() { STREAM_ERROR } else { "" };
+    trailers.insert("x-stream-error", HeaderValue::from_static(error));
+    let body = Body::new(WithTrailers {
+        data: Box::pin(futures::StreamExt::chain(head, rest)),
+        trailers: Some(trailers),
+    });
     let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if cut.is_some() {
-        response
-            .headers_mut()
-            .insert("x-stream-error", HeaderValue::from_static(STREAM_ERROR));
-    }
     response
+        .headers_mut()
+        .insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+    response
+}
+
+/// A streamed body followed by trailers.
+struct WithTrailers {
+    /// The data chunks.
+    data: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>,
+    >,
+    /// Sent once the data ends.
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match self.data.as_mut().poll_next(cx) {
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(chunk.map(http_body::Frame::data))),
+            Poll::Ready(None) => Poll::Ready(
+                self.trailers
+                    .take()
+                    .map(|t| Ok(http_body::Frame::trailers(t))),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// `GET /id`: the first peer's identity.

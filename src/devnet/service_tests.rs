@@ -176,7 +176,7 @@ async fn post_pin(http: &reqwest::Client, base: &str, cid: &str, query: &str) ->
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// `GET /pins?cids=...`: status, headers' X-Stream-Error, parsed lines.
+/// `GET /pins?cids=...`: status, the X-Stream-Error trailer (when not empty), parsed lines.
 async fn statuses(
     http: &reqwest::Client,
     base: &str,
@@ -184,15 +184,31 @@ async fn statuses(
 ) -> (u16, Option<String>, Vec<Value>) {
     let r = http
         .get(format!("{base}/pins{query}"))
+        .header("te", "trailers")
         .send()
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let stream_error = r
-        .headers()
-        .get("x-stream-error")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = r.text().await.unwrap();
+    // The error arrives as a trailer after the body, as from a real cluster.
+    let mut frames = reqwest::Body::from(r);
+    let mut data = Vec::new();
+    let mut stream_error = None;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut frames), cx))
+            .await
+    {
+        match frame.unwrap().into_data() {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(frame) => {
+                let trailers = frame.into_trailers().unwrap();
+                stream_error = trailers
+                    .get("x-stream-error")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .filter(|v| !v.is_empty());
+            }
+        }
+    }
+    let body = String::from_utf8(data).unwrap();
     let lines = body
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
