@@ -432,3 +432,61 @@ fn a_cluster_outage_loses_nothing_and_everything_pins_after_it() {
     let st = stats(&d);
     assert_eq!(st["repinned"], serde_json::json!([]), "{st}");
 }
+
+#[test]
+fn kill_9_during_analysis_and_pinning_loses_nothing() {
+    let (tokens, seed) = (3_000, 14);
+    let d = support::start(
+        NIFTY,
+        tokens,
+        seed,
+        &[
+            "--cluster-queue-ms",
+            "20",
+            "--cluster-pin-ms",
+            "40",
+            "--gateway-slow-ms",
+            "4000",
+            "--gateway-latency-ms",
+            "5",
+        ],
+    );
+    let chain = d.chain();
+    let s = setup(&d, true, "analyse_concurrency = 16\npin_concurrency = 4");
+    ok(&nifty(&s, &["backfill", "--source", "dev", "--from", "0"]));
+    let mut kills = 0;
+    for wait_ms in [700, 1100, 400, 1500, 900, 300] {
+        let mut child = Command::new(NIFTY)
+            .arg("--config")
+            .arg(&s.config)
+            .arg("pin")
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let store = Store::open(&s.data, &StoreOptions::default()).unwrap();
+        let audit = store.audit().unwrap();
+        assert!(audit.is_clean(), "after kill {kills}: {audit:?}");
+    }
+    assert!(
+        kills >= 3,
+        "the passes finished before most kills ({kills})"
+    );
+    pin_until_done(&s);
+    follow_until_settled(&s, Duration::from_secs(60));
+    compare(&outcomes(&s.data), &truth(&chain, true));
+    // A kill between a request and its commit may repeat that request, never more.
+    let st = stats(&d);
+    let repinned = st["repinned"].as_array().unwrap().len();
+    assert!(
+        repinned <= kills * 4,
+        "{repinned} CIDs requested twice after {kills} kills"
+    );
+}
