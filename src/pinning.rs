@@ -416,7 +416,7 @@ pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         let Some((stage, reason)) = name.split_once('.') else {
             continue;
         };
-        let (count, entries) = store.failure_entries(stage, reason, since, 3)?;
+        let (count, entries) = store.failure_entries(stage, reason, since, 2)?;
         if count == 0 {
             continue;
         }

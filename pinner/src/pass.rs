@@ -107,6 +107,17 @@ pub enum Ending {
     Outage(String),
 }
 
+impl Ending {
+    /// How a streamed pass ended: an outage wins, then whether its feeder drained the queue.
+    fn of(outage: Option<String>, drained: bool) -> Self {
+        match outage {
+            Some(o) => Ending::Outage(o),
+            None if drained => Ending::Drained,
+            None => Ending::Stopped,
+        }
+    }
+}
+
 /// What a pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PassReport {
@@ -330,11 +341,7 @@ pub async fn analyse(
     }
     report.items += commit_analyses(store, &open, &mut batch).await?;
     let drained = feeder.await??;
-    report.ending = Some(match outage {
-        Some(o) => Ending::Outage(o),
-        None if drained => Ending::Drained,
-        None => Ending::Stopped,
-    });
+    report.ending = Some(Ending::of(outage, drained));
     Ok(report)
 }
 
@@ -559,11 +566,7 @@ pub async fn pin(
     report.items += items;
     report.linked += linked;
     let drained = feeder.await??;
-    report.ending = Some(match outage {
-        Some(o) => Ending::Outage(o),
-        None if drained => Ending::Drained,
-        None => Ending::Stopped,
-    });
+    report.ending = Some(Ending::of(outage, drained));
     Ok(report)
 }
 
