@@ -247,6 +247,115 @@ fn stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<Item
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
 }
 
+/// What became of one unit of streamed work.
+enum Step<B> {
+    /// Record this in the next commit, counted under `outcome` (and as an error if so).
+    Record {
+        /// What to write.
+        record: B,
+        /// The outcome's name in the report.
+        outcome: &'static str,
+        /// Whether a request failed on the way.
+        error: bool,
+    },
+    /// The service is unavailable: keep the unit's item queued and stop feeding.
+    Later(String),
+}
+
+/// The loop both queue passes share: feeds the units of a queue's items through `work`
+/// with `concurrency` in flight, commits the records with `commit` every [`COMMIT_EVERY`]
+/// results or [`COMMIT_AFTER`], acknowledging each item in the commit that records the last
+/// of its units, and stops feeding at the limits or the first outage. `commit` returns the
+/// tokens it linked.
+async fn drive<U, B, Fut>(
+    store: &Store,
+    queue: Queue,
+    limits: &Limits,
+    concurrency: usize,
+    expand: impl Fn(&Store, &WorkItem) -> Result<Vec<U>, nifty_state::StateError> + Send + 'static,
+    work: impl Fn(U) -> Fut,
+    commit: fn(&Store, &[B], &[OutboxKey]) -> Result<u64, nifty_state::StateError>,
+) -> Result<PassReport, PassError>
+where
+    U: Send + 'static,
+    B: Send + 'static,
+    Fut: std::future::Future<Output = Step<B>>,
+{
+    let concurrency = concurrency.max(1);
+    let open = Arc::new(Mutex::new(Open::default()));
+    let (halt_tx, halt) = watch::channel(false);
+    let (rx, feeder) = spawn_feeder(
+        store.clone(),
+        queue,
+        Arc::clone(&open),
+        limits.clone(),
+        halt,
+        concurrency * 2,
+        expand,
+    );
+    let mut results = std::pin::pin!(
+        stream(rx)
+            .map(|unit: Unit<U>| {
+                let step = work(unit.payload);
+                async move { (unit.item, step.await) }
+            })
+            .buffer_unordered(concurrency)
+    );
+    let mut report = PassReport::default();
+    let mut batch: Vec<B> = Vec::with_capacity(COMMIT_EVERY);
+    let mut outage = None;
+    let mut last_commit = Instant::now();
+    loop {
+        let next = tokio::time::timeout(COMMIT_AFTER, results.next()).await;
+        let mut ended = false;
+        match next {
+            Ok(Some((item, step))) => {
+                let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+                match step {
+                    Step::Record {
+                        record,
+                        outcome,
+                        error,
+                    } => {
+                        report.count(outcome);
+                        report.errors += u64::from(error);
+                        batch.push(record);
+                    }
+                    Step::Later(why) => {
+                        report.errors += 1;
+                        if outage.is_none() {
+                            tracing::warn!(queue = queue.name(), error = %why, "service unavailable; stopping the pass");
+                            outage = Some(why);
+                            let _ = halt_tx.send(true);
+                        }
+                        o.held.push(item);
+                    }
+                }
+                o.finish_one(item);
+            }
+            Ok(None) => ended = true,
+            Err(_) => {}
+        }
+        if ended || batch.len() >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_AFTER {
+            let done = std::mem::take(&mut open.lock().unwrap_or_else(|e| e.into_inner()).done);
+            if !batch.is_empty() || !done.is_empty() {
+                let records = std::mem::take(&mut batch);
+                let store = store.clone();
+                report.items += done.len() as u64;
+                report.linked +=
+                    tokio::task::spawn_blocking(move || commit(&store, &records, &done)).await??;
+            }
+            last_commit = Instant::now();
+        }
+        if ended {
+            break;
+        }
+    }
+    let drained = feeder.await??;
+    report.ending = Some(Ending::of(outage, drained));
+    Ok(report)
+}
+
 /// Analyses queued tokens until the `analyse` queue is empty, the limits are reached, or
 /// the gateway is unavailable.
 pub async fn analyse(
@@ -255,110 +364,56 @@ pub async fn analyse(
     opts: &PassOptions,
     limits: &Limits,
 ) -> Result<PassReport, PassError> {
-    let open = Arc::new(Mutex::new(Open::default()));
-    let (halt_tx, halt) = watch::channel(false);
-    let (rx, feeder) = spawn_feeder(
-        store.clone(),
+    let expand = |store: &Store, item: &WorkItem| {
+        let WorkItem::Analyse(keys) = item else {
+            return Ok(vec![]);
+        };
+        let mut units = vec![];
+        for key in keys {
+            // A repeated item skips tokens already analysed.
+            if let Some(t) = store.token(key)?
+                && t.status == TokenStatus::Queued
+            {
+                units.push((*key, t.token_uri));
+            }
+        }
+        Ok(units)
+    };
+    let work = |(key, uri): (TokenKey, Option<String>)| async move {
+        match analyse_token(fetcher, uri.as_deref()).await {
+            Verdict::Done(a) => Step::Record {
+                outcome: a.status.name(),
+                error: false,
+                record: AnalysisRecord {
+                    key,
+                    status: a.status,
+                    reason: a.reason,
+                    resources: a
+                        .resources
+                        .into_iter()
+                        .map(|r| Resource {
+                            cid: r.cid.to_bytes(),
+                            role: r.role,
+                        })
+                        .collect(),
+                },
+            },
+            Verdict::Later(e) => Step::Later(format!("gateway: {e}")),
+        }
+    };
+    let commit = |store: &Store, records: &[AnalysisRecord], done: &[OutboxKey]| {
+        store.record_analyses(records, done, now_ms()).map(|()| 0)
+    };
+    drive(
+        store,
         Queue::Analyse,
-        Arc::clone(&open),
-        limits.clone(),
-        halt,
-        opts.analyse_concurrency * 2,
-        |store, item| {
-            let WorkItem::Analyse(keys) = item else {
-                return Ok(vec![]);
-            };
-            let mut units = vec![];
-            for key in keys {
-                // A repeated item skips tokens already analysed.
-                if let Some(t) = store.token(key)?
-                    && t.status == TokenStatus::Queued
-                {
-                    units.push((*key, t.token_uri));
-                }
-            }
-            Ok(units)
-        },
-    );
-    let mut results = std::pin::pin!(
-        stream(rx)
-            .map(|unit: Unit<(TokenKey, Option<String>)>| async move {
-                let verdict = analyse_token(fetcher, unit.payload.1.as_deref()).await;
-                (unit.item, unit.payload.0, verdict)
-            })
-            .buffer_unordered(opts.analyse_concurrency.max(1))
-    );
-    let mut report = PassReport::default();
-    let mut batch: Vec<AnalysisRecord> = Vec::with_capacity(COMMIT_EVERY);
-    let mut outage = None;
-    let mut last_commit = Instant::now();
-    loop {
-        let next = tokio::time::timeout(COMMIT_AFTER, results.next()).await;
-        match next {
-            Ok(Some((item, key, verdict))) => {
-                match verdict {
-                    Verdict::Done(a) => {
-                        report.count(a.status.name());
-                        batch.push(AnalysisRecord {
-                            key,
-                            status: a.status,
-                            reason: a.reason,
-                            resources: a
-                                .resources
-                                .into_iter()
-                                .map(|r| Resource {
-                                    cid: r.cid.to_bytes(),
-                                    role: r.role,
-                                })
-                                .collect(),
-                        });
-                    }
-                    Verdict::Later(e) => {
-                        report.errors += 1;
-                        if outage.is_none() {
-                            tracing::warn!(error = %e, "gateway unavailable; stopping analysis");
-                            outage = Some(format!("gateway: {e}"));
-                            let _ = halt_tx.send(true);
-                        }
-                        open.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .held
-                            .push(item);
-                    }
-                }
-                open.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .finish_one(item);
-            }
-            Ok(None) => break,
-            Err(_) => {}
-        }
-        let due = batch.len() >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_AFTER;
-        if due {
-            report.items += commit_analyses(store, &open, &mut batch).await?;
-            last_commit = Instant::now();
-        }
-    }
-    report.items += commit_analyses(store, &open, &mut batch).await?;
-    let drained = feeder.await??;
-    report.ending = Some(Ending::of(outage, drained));
-    Ok(report)
-}
-
-async fn commit_analyses(
-    store: &Store,
-    open: &Mutex<Open>,
-    batch: &mut Vec<AnalysisRecord>,
-) -> Result<u64, PassError> {
-    let done = std::mem::take(&mut open.lock().unwrap_or_else(|e| e.into_inner()).done);
-    if batch.is_empty() && done.is_empty() {
-        return Ok(0);
-    }
-    let records = std::mem::take(batch);
-    let store = store.clone();
-    let n = done.len() as u64;
-    tokio::task::spawn_blocking(move || store.record_analyses(&records, &done, now_ms())).await??;
-    Ok(n)
+        limits,
+        opts.analyse_concurrency,
+        expand,
+        work,
+        commit,
+    )
+    .await
 }
 
 /// The pin name and meta tags of a CID, from the token and role that first asked for it.
@@ -454,138 +509,66 @@ pub async fn pin(
     opts: &PassOptions,
     limits: &Limits,
 ) -> Result<PassReport, PassError> {
-    let open = Arc::new(Mutex::new(Open::default()));
-    let (halt_tx, halt) = watch::channel(false);
-    let (rx, feeder) = spawn_feeder(
-        store.clone(),
-        Queue::Pin,
-        Arc::clone(&open),
-        limits.clone(),
-        halt,
-        opts.pin_concurrency * 2,
-        |store, item| {
-            let WorkItem::Pin(bytes) = item else {
-                return Ok(vec![]);
+    let expand = |store: &Store, item: &WorkItem| {
+        let WorkItem::Pin(bytes) = item else {
+            return Ok(vec![]);
+        };
+        // A repeated item, or one whose pin moved on, needs no request.
+        match store.pin(bytes)? {
+            Some(p) if p.status == PinStatus::Wanted => {
+                Ok(vec![(bytes.clone(), p.attempts, p.first_use)])
+            }
+            _ => Ok(vec![]),
+        }
+    };
+    let work = |(bytes, attempts, first_use): (Vec<u8>, u32, Option<(TokenKey, String)>)| {
+        let store = store.clone();
+        async move {
+            let failed = |bytes, error: String, attempted| PinUpdate {
+                cid: bytes,
+                status: PinStatus::Failed,
+                error: Some(error),
+                attempted,
+                retry_at_ms: None,
+                size: None,
             };
-            // A repeated item, or one whose pin moved on, needs no request.
-            match store.pin(bytes)? {
-                Some(p) if p.status == PinStatus::Wanted => {
-                    Ok(vec![(bytes.clone(), p.attempts, p.first_use)])
-                }
-                _ => Ok(vec![]),
-            }
-        },
-    );
-    let mut results = std::pin::pin!(
-        stream(rx)
-            .map(|unit: Unit<(Vec<u8>, u32, Option<(TokenKey, String)>)>| {
-                let store = store.clone();
-                async move {
-                    let (bytes, attempts, first_use) = unit.payload;
-                    let outcome = match Cid::try_from(bytes.as_slice()) {
-                        Ok(cid) => {
-                            let meta = pin_meta(&store, &cid, first_use.as_ref());
-                            Ok((cid, backend.pin(&cid, &meta).await))
+            let (record, error) = match Cid::try_from(bytes.as_slice()) {
+                Err(e) => (failed(bytes, format!("invalid_cid: {e}"), false), false),
+                Ok(cid) => {
+                    let meta = pin_meta(&store, &cid, first_use.as_ref());
+                    match backend.pin(&cid, &meta).await {
+                        Ok(remote) => {
+                            let now = now_ms();
+                            let u = update_for(&cid, &remote.state, attempts + 1, true, opts, now);
+                            (u, false)
                         }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    (unit.item, bytes, attempts, outcome)
-                }
-            })
-            .buffer_unordered(opts.pin_concurrency.max(1))
-    );
-    let mut report = PassReport::default();
-    let mut batch: Vec<PinUpdate> = Vec::with_capacity(COMMIT_EVERY);
-    let mut outage = None;
-    let mut last_commit = Instant::now();
-    loop {
-        match tokio::time::timeout(COMMIT_AFTER, results.next()).await {
-            Ok(Some((item, bytes, attempts, outcome))) => {
-                let now = now_ms();
-                let update = match outcome {
-                    Ok((cid, Ok(remote))) => Some(update_for(
-                        &cid,
-                        &remote.state,
-                        attempts + 1,
-                        true,
-                        opts,
-                        now,
-                    )),
-                    Ok((_, Err(e))) if is_outage(&e) => {
-                        report.errors += 1;
-                        if outage.is_none() {
-                            tracing::warn!(error = %e, "pinning backend unavailable; stopping");
-                            outage = Some(format!("{}: {e}", backend.name()));
-                            let _ = halt_tx.send(true);
+                        Err(e) if is_outage(&e) => {
+                            return Step::Later(format!("{}: {e}", backend.name()));
                         }
-                        open.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .held
-                            .push(item);
-                        None
+                        Err(e) => (failed(bytes, format!("{}: {e}", e.reason()), true), true),
                     }
-                    Ok((_, Err(e))) => {
-                        report.errors += 1;
-                        Some(PinUpdate {
-                            cid: bytes,
-                            status: PinStatus::Failed,
-                            error: Some(format!("{}: {e}", e.reason())),
-                            attempted: true,
-                            retry_at_ms: None,
-                            size: None,
-                        })
-                    }
-                    Err(bad_cid) => Some(PinUpdate {
-                        cid: bytes,
-                        status: PinStatus::Failed,
-                        error: Some(format!("invalid_cid: {bad_cid}")),
-                        attempted: false,
-                        retry_at_ms: None,
-                        size: None,
-                    }),
-                };
-                if let Some(u) = update {
-                    report.count(u.status.name());
-                    batch.push(u);
                 }
-                open.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .finish_one(item);
+            };
+            Step::Record {
+                outcome: record.status.name(),
+                error,
+                record,
             }
-            Ok(None) => break,
-            Err(_) => {}
         }
-        if batch.len() >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_AFTER {
-            let (items, linked) = commit_pins(store, &open, &mut batch).await?;
-            report.items += items;
-            report.linked += linked;
-            last_commit = Instant::now();
-        }
-    }
-    let (items, linked) = commit_pins(store, &open, &mut batch).await?;
-    report.items += items;
-    report.linked += linked;
-    let drained = feeder.await??;
-    report.ending = Some(Ending::of(outage, drained));
-    Ok(report)
-}
-
-async fn commit_pins(
-    store: &Store,
-    open: &Mutex<Open>,
-    batch: &mut Vec<PinUpdate>,
-) -> Result<(u64, u64), PassError> {
-    let done = std::mem::take(&mut open.lock().unwrap_or_else(|e| e.into_inner()).done);
-    if batch.is_empty() && done.is_empty() {
-        return Ok((0, 0));
-    }
-    let updates = std::mem::take(batch);
-    let store = store.clone();
-    let n = done.len() as u64;
-    let linked =
-        tokio::task::spawn_blocking(move || store.record_pin_updates(&updates, &done, now_ms()))
-            .await??;
-    Ok((n, linked))
+    };
+    let commit = |store: &Store, updates: &[PinUpdate], done: &[OutboxKey]| {
+        store.record_pin_updates(updates, done, now_ms())
+    };
+    drive(
+        store,
+        Queue::Pin,
+        limits,
+        opts.pin_concurrency,
+        expand,
+        work,
+        commit,
+    )
+    .await
 }
 
 /// Follows every pending pin once: asks the backend for the status of those queued or
