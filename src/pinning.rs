@@ -134,7 +134,8 @@ pub fn pin(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
     let opts = pass_options(config);
     runtime()?.block_on(async {
         let limits = limits(args.budget);
-        let run = store.start_run("pin", now_ms())?;
+        let started = now_ms();
+        let run = store.start_run("pin", started)?;
         let t = Instant::now();
         let analysed = pass::analyse(&store, &fetcher, &opts, &limits).await?;
         print_pass("analyse", &analysed, t, args.json);
@@ -148,7 +149,7 @@ pub fn pin(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
             pass::pin(&store, &backend, &opts, &limits).await?
         };
         print_pass("pin", &pinned, t, args.json);
-        finish_run(&store, run, &[&analysed, &pinned])?;
+        finish_run(&store, (run, "pin", started), &[&analysed, &pinned])?;
         outcome(&[&analysed, &pinned])
     })
 }
@@ -160,11 +161,12 @@ pub fn follow(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
     let opts = pass_options(config);
     runtime()?.block_on(async {
         let limits = limits(args.budget);
-        let run = store.start_run("follow", now_ms())?;
+        let started = now_ms();
+        let run = store.start_run("follow", started)?;
         let t = Instant::now();
         let followed = pass::follow(&store, &backend, &opts, &limits).await?;
         print_pass("follow", &followed, t, args.json);
-        finish_run(&store, run, &[&followed])?;
+        finish_run(&store, (run, "follow", started), &[&followed])?;
         outcome(&[&followed])
     })
 }
@@ -203,7 +205,12 @@ fn print_pass(name: &str, report: &PassReport, started: Instant, json: bool) {
     );
 }
 
-fn finish_run(store: &Store, run: u64, reports: &[&PassReport]) -> anyhow::Result<()> {
+/// Ends run `(id, job, started)` with the outcome its passes' reports add up to.
+fn finish_run(
+    store: &Store,
+    (id, job, started_ms): (u64, &str, UnixMillis),
+    reports: &[&PassReport],
+) -> anyhow::Result<()> {
     let outcome = match reports.iter().find_map(|r| match &r.ending {
         Some(Ending::Outage(why)) => Some(why.clone()),
         _ => None,
@@ -217,17 +224,16 @@ fn finish_run(store: &Store, run: u64, reports: &[&PassReport]) -> anyhow::Resul
         }
         None => nifty_state::RunOutcome::Completed,
     };
-    let mut rec = store
-        .runs(64)?
-        .into_iter()
-        .find(|(id, _)| *id == run)
-        .map(|(_, r)| r)
-        .context("the run record vanished")?;
-    rec.ended_ms = Some(now_ms());
-    rec.outcome = outcome;
-    rec.items = reports.iter().map(|r| r.handled).sum();
-    rec.errors = reports.iter().map(|r| r.errors).sum();
-    store.finish_run(run, &rec)?;
+    let rec = nifty_state::RunRecord {
+        job: job.to_owned(),
+        started_ms,
+        ended_ms: Some(now_ms()),
+        outcome,
+        pages: 0,
+        items: reports.iter().map(|r| r.handled).sum(),
+        errors: reports.iter().map(|r| r.errors).sum(),
+    };
+    store.finish_run(id, &rec)?;
     Ok(())
 }
 
