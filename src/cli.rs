@@ -58,14 +58,32 @@ pub enum Command {
     Follow(PassArgs),
     /// Serve a simulated subgraph (and, later, IPFS Cluster and gateway) on loopback.
     Devnet(crate::devnet::DevnetArgs),
-    /// Start devnet and the daemon with fast schedules, and open the dashboard.
-    Demo,
+    /// The whole pipeline on this machine: a devnet and the daemon over it with fast
+    /// schedules and the dashboard up, until ctrl-c.
+    Demo(DemoArgs),
     /// Configuration files.
     Config {
         /// The config action.
         #[command(subcommand)]
         action: ConfigCommand,
     },
+}
+
+/// `nifty demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Tokens in the devnet's chain.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000))]
+    pub tokens: u64,
+    /// Where the API and dashboard listen (a free port is used when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8640", value_name = "IP:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Stop after this many seconds.
+    #[arg(long = "for", value_name = "SECS")]
+    pub r#for: Option<u64>,
+    /// Stop once every token is analysed and every pin settled.
+    #[arg(long)]
+    pub until_settled: bool,
 }
 
 /// `nifty backfill`.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use nifty_state::{
     Address, Counts, Cursor, Position, SCHEMA_VERSION, StateError, Store, TokenId, TokenKey,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::UsageError;
 use crate::cli::{CursorCommand, MoveArgs, Remote, StatusArgs};
@@ -39,17 +39,16 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.data_dir, &opts)?)
 }
 
-/// `--api` is accepted everywhere the issue asks, and refused clearly until the daemon's
-/// HTTP API exists.
-pub(crate) fn local_only(remote: &Remote) -> anyhow::Result<()> {
-    match &remote.api {
-        None => Ok(()),
-        Some(url) => Err(UsageError(format!(
-            "--api {url}: this build has no daemon HTTP API to talk to yet; stop the process \
-             holding the data dir and run the command without --api"
-        ))
-        .into()),
-    }
+/// The daemon to ask instead of the data dir, when `--api` names one.
+pub(crate) fn remote(
+    remote: &Remote,
+    config: &Config,
+) -> anyhow::Result<Option<crate::remote::Remote>> {
+    remote
+        .api
+        .as_deref()
+        .map(|url| crate::remote::Remote::new(url, config))
+        .transpose()
 }
 
 /// `nifty config init`.
@@ -76,7 +75,7 @@ pub fn config_show(config: &Config) -> anyhow::Result<()> {
 }
 
 /// One source (or other cursor) in `nifty status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SourceStatus {
     /// Cursor name: a configured source, or a backfill partition.
     pub name: String,
@@ -101,7 +100,7 @@ pub struct SourceStatus {
 }
 
 /// `nifty status --json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The data dir.
     pub data_dir: String,
@@ -120,7 +119,7 @@ pub struct StatusReport {
 }
 
 /// `--audit` findings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AuditView {
     /// True when counters and trees agree.
     pub clean: bool,
@@ -293,9 +292,21 @@ pub fn render_status(r: &StatusReport) -> String {
 
 /// `nifty status`.
 pub fn status(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
-    local_only(&args.remote)?;
-    let store = open_store(config)?;
-    let report = status_report(&store, config, args.audit)?;
+    let report = match remote(&args.remote, config)? {
+        Some(_) if args.audit => {
+            return Err(UsageError(
+                "--audit reads the whole store, which the daemon does not offer over HTTP; \
+                 stop the daemon and run `nifty status --audit` on its data dir"
+                    .into(),
+            )
+            .into());
+        }
+        Some(r) => r.status()?.report,
+        None => {
+            let store = open_store(config)?;
+            status_report(&store, config, args.audit)?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -324,18 +335,32 @@ pub fn parse_graph_id(id: &str) -> Result<String, UsageError> {
 /// `nifty cursor ...`.
 pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
     match cmd {
-        CursorCommand::Show { name, json, remote } => {
-            local_only(remote)?;
-            let store = open_store(config)?;
-            let mut rows = store.cursors()?;
+        CursorCommand::Show {
+            name,
+            json,
+            remote: r,
+        } => {
+            let (mut rows, names) = match remote(r, config)? {
+                Some(r) => {
+                    let rows: Vec<(String, Cursor)> = r.cursors()?.into_iter().collect();
+                    let mut names: Vec<String> = config.sources.keys().cloned().collect();
+                    names.extend(rows.iter().map(|(n, _)| n.clone()));
+                    (rows, names)
+                }
+                None => {
+                    let store = open_store(config)?;
+                    let rows = store.cursors()?;
+                    let mut names: Vec<String> = config.sources.keys().cloned().collect();
+                    names.extend(rows.iter().map(|(n, _)| n.clone()));
+                    (rows, names)
+                }
+            };
             if let Some(n) = name {
                 rows.retain(|(k, _)| k == n);
                 if rows.is_empty() {
-                    return Err(UsageError(format!(
-                        "no cursor named {n:?}{}",
-                        known(&store, config)?
-                    ))
-                    .into());
+                    return Err(
+                        UsageError(format!("no cursor named {n:?}{}", listed(names))).into(),
+                    );
                 }
             }
             if *json {
@@ -368,59 +393,96 @@ pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
 fn known(store: &Store, config: &Config) -> anyhow::Result<String> {
     let mut names: Vec<String> = config.sources.keys().cloned().collect();
     names.extend(store.cursors()?.into_iter().map(|(n, _)| n));
+    Ok(listed(names))
+}
+
+fn listed(mut names: Vec<String>) -> String {
     names.sort();
     names.dedup();
-    Ok(if names.is_empty() {
+    if names.is_empty() {
         "; there are no sources or cursors yet".into()
     } else {
         format!("; known: {}", names.join(", "))
-    })
+    }
 }
 
-fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result<()> {
-    local_only(&args.remote)?;
-    let id = match &args.id {
+/// Moves cursor `name` to `block` (and `id` within it) for an operator: forward, or
+/// backwards when `rewind`. Returns where it was and where it is.
+pub fn apply_cursor_move(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    block: u64,
+    id: Option<&str>,
+    rewind: bool,
+) -> anyhow::Result<(Option<Position>, Position)> {
+    let id = match id {
         Some(id) => parse_graph_id(id)?,
         None => String::new(),
     };
-    let store = open_store(config)?;
-    let before = store.cursor(&args.name)?;
-    if before.is_none() && !config.sources.contains_key(&args.name) {
-        return Err(UsageError(format!(
-            "no source or cursor named {:?}{}",
-            args.name,
-            known(&store, config)?
+    let before = store.cursor(name)?;
+    if before.is_none() && !config.sources.contains_key(name) {
+        return Err(crate::NotFound(format!(
+            "no source or cursor named {name:?}{}",
+            known(store, config)?
         ))
         .into());
     }
-    let to = Position {
-        block: args.block,
-        id,
-    };
-    let moved = if rewind {
-        store.rewind_cursor(&args.name, to, now_ms())
+    let to = Position { block, id };
+    let after = if rewind {
+        store.rewind_cursor(name, to, now_ms())?
     } else {
-        store.set_cursor(&args.name, to, now_ms())
+        store.set_cursor(name, to, now_ms())?
     };
-    // A refused move is the operator asking for the wrong direction: a usage error.
-    let after = moved.map_err(|e| match e {
-        StateError::CursorBackwards { .. } | StateError::NotARewind { .. } => {
-            anyhow::Error::from(UsageError(e.to_string()))
-        }
-        e => e.into(),
-    })?;
+    let from = before.map(|c| c.position);
     tracing::info!(
-        cursor = %args.name,
-        from = %position(before.as_ref().map(|c| &c.position)),
+        cursor = %name,
+        from = %position(from.as_ref()),
         to = %after.position,
         rewind,
         "cursor moved by operator"
     );
+    Ok((from, after.position))
+}
+
+fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result<()> {
+    let (from, to) = match &args.remote.api {
+        Some(url) => {
+            let moved = crate::remote::Remote::new(url, config)?.move_cursor(
+                &args.name,
+                &crate::api::CursorMove {
+                    block: args.block,
+                    id: args.id.clone(),
+                    rewind,
+                },
+            )?;
+            (moved.from, moved.to)
+        }
+        None => {
+            let store = open_store(config)?;
+            // A refused move is the operator asking for the wrong direction: a usage error.
+            apply_cursor_move(
+                &store,
+                config,
+                &args.name,
+                args.block,
+                args.id.as_deref(),
+                rewind,
+            )
+            .map_err(|e| match e.downcast::<StateError>() {
+                Ok(e @ (StateError::CursorBackwards { .. } | StateError::NotARewind { .. })) => {
+                    anyhow::Error::from(UsageError(e.to_string()))
+                }
+                Ok(e) => e.into(),
+                Err(e) => e,
+            })?
+        }
+    };
     println!(
         "cursor {}: {} -> {}",
         args.name,
-        position(before.as_ref().map(|c| &c.position)),
-        after.position
+        position(from.as_ref()),
+        to
     );
     Ok(())
 }

@@ -127,6 +127,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// How the pinner's passes run.
     pub pinner: PinnerConfig,
+    /// The daemon's analysis, pin and follow-up jobs.
+    pub jobs: JobsConfig,
 }
 
 impl Default for Config {
@@ -140,6 +142,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             cluster: ClusterConfig::default(),
             pinner: PinnerConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -291,6 +294,90 @@ impl Default for PinnerConfig {
             retry_base_secs: d.retry_base.as_secs(),
             follow_chunk: d.follow_chunk as u32,
         }
+    }
+}
+
+/// `[jobs]`: when the daemon runs the pinner's passes. Each source's scrape job is set in
+/// its own `[sources.NAME]` table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Run every enabled job once when the daemon starts instead of waiting for its first
+    /// tick, so a restarted daemon picks up where it stopped at once.
+    pub run_at_start: bool,
+    /// Metadata analysis of newly scraped tokens.
+    pub analyse: JobConfig,
+    /// Pin requests for newly found CIDs.
+    pub pin: JobConfig,
+    /// Status follow-up of requested pins, and retries of failed ones.
+    pub follow: JobConfig,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let job = |schedule: &str, budget_secs| JobConfig {
+            schedule: schedule.to_owned(),
+            budget_secs,
+            enabled: true,
+        };
+        JobsConfig {
+            run_at_start: true,
+            // Every minute each, offset so that analysis feeds the pin job within the minute
+            // and follow-up sees the pins requested just before.
+            analyse: job("0 * * * * *", 50),
+            pin: job("20 * * * * *", 50),
+            follow: job("40 * * * * *", 50),
+        }
+    }
+}
+
+/// One scheduled job.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Cron expression with seconds: sec min hour day-of-month month day-of-week.
+    pub schedule: String,
+    /// Seconds a run may take; it stops taking work after that and commits what it has.
+    pub budget_secs: u64,
+    /// Whether the daemon schedules it.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+}
+
+/// Checks a cron expression with the parser (and options) tokio-cron-scheduler uses, so an
+/// expression accepted here is one the daemon can schedule.
+pub fn check_schedule(key: &str, expr: &str) -> Result<(), ConfigError> {
+    cron_parser()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| ConfigError::Invalid {
+            key: key.to_owned(),
+            value: format!("{expr:?}"),
+            problem: format!(
+                "not a cron expression with seconds (sec min hour day month weekday, such as \
+             \"0 */5 * * * *\"): {e}"
+            ),
+        })
+}
+
+/// The cron dialect of the daemon: six fields, seconds first; day-of-month and day-of-week
+/// both must match when both are given (as tokio-cron-scheduler configures croner).
+pub fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+}
+
+fn check_budget(key: &str, secs: u64) -> Result<(), ConfigError> {
+    if (1..=86_400).contains(&secs) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            value: secs.to_string(),
+            problem: "must be 1 to 86400 seconds".into(),
+        })
     }
 }
 
@@ -536,6 +623,14 @@ impl Config {
             ));
         }
         check_env_name("http.admin_token_env", &self.http.admin_token_env)?;
+        for (name, job) in [
+            ("analyse", &self.jobs.analyse),
+            ("pin", &self.jobs.pin),
+            ("follow", &self.jobs.follow),
+        ] {
+            check_schedule(&format!("jobs.{name}.schedule"), &job.schedule)?;
+            check_budget(&format!("jobs.{name}.budget_secs"), job.budget_secs)?;
+        }
         self.validate_pinning()?;
         for (name, s) in &self.sources {
             let key = |k: &str| format!("sources.{name}.{k}");
@@ -566,20 +661,8 @@ impl Config {
                     "must be at most 10000",
                 ));
             }
-            if !(1..=86_400).contains(&s.budget_secs) {
-                return Err(invalid(
-                    &key("budget_secs"),
-                    &s.budget_secs,
-                    "must be 1 to 86400 seconds",
-                ));
-            }
-            if s.schedule.split_whitespace().count() != 6 {
-                return Err(invalid(
-                    &key("schedule"),
-                    &format!("{:?}", s.schedule),
-                    "must be a cron expression with 6 fields (sec min hour day month weekday)",
-                ));
-            }
+            check_budget(&key("budget_secs"), s.budget_secs)?;
+            check_schedule(&key("schedule"), &s.schedule)?;
             if !(100..=600_000).contains(&s.timeout_ms) {
                 return Err(invalid(
                     &key("timeout_ms"),
@@ -884,6 +967,31 @@ retry_base_secs = 60
 # CIDs per status request of the follow-up pass.
 follow_chunk = 200
 
+[jobs]
+# Run every enabled job once as the daemon starts, instead of waiting for its first tick.
+run_at_start = true
+# Cron expressions have six fields, seconds first: sec min hour day month weekday.
+# A job never overlaps itself: a tick that finds it still running is recorded as skipped.
+# budget_secs: a run stops taking new work after this long and commits what it has.
+
+[jobs.analyse]
+# Fetch and analyse the metadata of newly scraped tokens.
+schedule = "0 * * * * *"
+budget_secs = 50
+enabled = true
+
+[jobs.pin]
+# Ask the cluster to pin newly found CIDs.
+schedule = "20 * * * * *"
+budget_secs = 50
+enabled = true
+
+[jobs.follow]
+# Follow requested pins until pinned; retry failed ones with growing waits.
+schedule = "40 * * * * *"
+budget_secs = 50
+enabled = true
+
 # Token sources, one table each. kind = "graph" pages an ERC-721 subgraph; kind = "rpc"
 # reads mints from a chain node's logs. Source names: a-z, 0-9, '_' and '-'.
 #
@@ -1042,7 +1150,22 @@ mod tests {
             (
                 &format!("{SOURCE}schedule = \"*/5 * * * *\""),
                 &[],
-                "`sources.main.schedule` = \"*/5 * * * *\": must be a cron expression with 6 fields",
+                "`sources.main.schedule` = \"*/5 * * * *\": not a cron expression with seconds",
+            ),
+            (
+                "[jobs.pin]\nschedule = \"0 61 * * * *\"\nbudget_secs = 5",
+                &[],
+                "`jobs.pin.schedule` = \"0 61 * * * *\": not a cron expression with seconds",
+            ),
+            (
+                "[jobs.follow]\nschedule = \"0 * * * * *\"\nbudget_secs = 0",
+                &[],
+                "`jobs.follow.budget_secs` = 0: must be 1 to 86400 seconds",
+            ),
+            (
+                "[jobs.analyse]\nbudget_secs = 5",
+                &[],
+                "missing field `schedule`",
             ),
             (
                 &format!("{SOURCE}budget_secs = 0"),

@@ -1,12 +1,17 @@
 //! The `nifty` binary's library: CLI, configuration, logging and the commands that wire the
 //! state, scraper and pinner crates together. `main.rs` only parses and reports.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod devnet;
 pub mod logging;
+pub mod metrics;
 pub mod pinning;
+pub mod remote;
 pub mod scrape;
 
 use cli::{Cli, Command, ConfigCommand};
@@ -25,22 +30,17 @@ pub const EXIT_FAILURE: u8 = 1;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// The command exists but arrives with later work. Exit code 1.
+/// What was asked for is not in the store. Exit code 2 on the command line, 404 over HTTP.
 #[derive(Debug, thiserror::Error)]
-#[error("`nifty {command}` is not in this build yet: it arrives with {arrives_with}")]
-pub struct NotYetBuilt {
-    /// The subcommand.
-    pub command: &'static str,
-    /// What brings it.
-    pub arrives_with: &'static str,
-}
+#[error("{0}")]
+pub struct NotFound(pub String);
 
 /// The process exit code for an error: 2 for usage and configuration, 3 for a store held
 /// by another process, 4 for a pass stopped by an unavailable gateway or pinning backend,
 /// 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<ConfigError>() || cause.is::<UsageError>() {
+        if cause.is::<ConfigError>() || cause.is::<UsageError>() || cause.is::<NotFound>() {
             return EXIT_USAGE;
         }
         if let Some(StateError::InUse { .. }) = cause.downcast_ref::<StateError>() {
@@ -76,14 +76,12 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
         return commands::config_init(path, *force);
     }
     let config = load_config(&cli)?;
-    logging::init(config.log_format);
-    let not_yet = |command, arrives_with| {
-        Err(NotYetBuilt {
-            command,
-            arrives_with,
-        }
-        .into())
+    // The demo prints its own progress; its logs would drown it.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
     };
+    logging::init_at(config.log_format, default_level);
     match &cli.command {
         Command::Status(args) => commands::status(&config, args),
         Command::Cursor { action } => commands::cursor(&config, action),
@@ -93,7 +91,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigCommand::Init { .. },
         } => Ok(()),
-        Command::Run => not_yet("run", "the daemon (issue 5)"),
+        Command::Run => daemon::run(&config),
         Command::Backfill(args) => scrape::backfill(&config, args),
         Command::Check(args) => pinning::check(&config, args),
         Command::Report(args) => pinning::report(&config, args),
@@ -105,6 +103,6 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(devnet::run_devnet(args.clone()))
         }
-        Command::Demo => not_yet("demo", "the daemon (issue 5)"),
+        Command::Demo(args) => demo::demo(cli.data_dir.clone(), args),
     }
 }

@@ -6,13 +6,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. A bad RUST_LOG falls back to `info` with a warning
-/// rather than failing the command.
+/// Installs the global subscriber at level `info` unless RUST_LOG says otherwise.
 pub fn init(format: LogFormat) {
+    init_at(format, "info")
+}
+
+/// Installs the global subscriber at `default` unless RUST_LOG says otherwise. A bad
+/// RUST_LOG falls back to `default` with a warning rather than failing the command.
+pub fn init_at(format: LogFormat, default: &str) {
     let (filter, bad) = match EnvFilter::try_from_default_env() {
         Ok(f) => (f, None),
         Err(e) => (
-            EnvFilter::new("info"),
+            EnvFilter::new(default),
             std::env::var("RUST_LOG").ok().map(|v| (v, e)),
         ),
     };

@@ -106,7 +106,7 @@ pub fn backend(config: &Config) -> anyhow::Result<Backend> {
 fn limits(budget: Option<u64>) -> Limits {
     Limits {
         stop: crate::scrape::shutdown_signal(),
-        deadline: budget.map(|s| Instant::now() + Duration::from_secs(s)),
+        deadline: budget.map(|s| tokio::time::Instant::now() + Duration::from_secs(s)),
     }
 }
 
@@ -279,11 +279,18 @@ fn pin_view(cid: &[u8], p: &PinRecord) -> PinView {
 
 /// `nifty check <contract> <tokenId>` or `nifty check <cid>`.
 pub fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
-    crate::commands::local_only(&args.remote)?;
-    let store = open_store(config)?;
-    let out = match (&args.what[..], args.token_id.as_deref()) {
-        (what, Some(id)) => check_token(&store, what, id)?,
-        (what, None) => check_cid(&store, what)?,
+    let out = match crate::commands::remote(&args.remote, config)? {
+        Some(r) => match (&args.what[..], args.token_id.as_deref()) {
+            (what, Some(id)) => r.token(what, id)?,
+            (what, None) => r.pin(what)?,
+        },
+        None => {
+            let store = open_store(config)?;
+            match (&args.what[..], args.token_id.as_deref()) {
+                (what, Some(id)) => check_token(&store, what, id)?,
+                (what, None) => check_cid(&store, what)?,
+            }
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -293,14 +300,15 @@ pub fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_token(store: &Store, contract: &str, id: &str) -> anyhow::Result<serde_json::Value> {
+/// A token's record and the status of each of its resources, as `check` shows it.
+pub fn check_token(store: &Store, contract: &str, id: &str) -> anyhow::Result<serde_json::Value> {
     let contract = Address::from_str(contract)
         .map_err(|e| UsageError(format!("{contract:?} is not a contract address: {e}")))?;
     let token_id =
         TokenId::from_str(id).map_err(|e| UsageError(format!("{id:?} is not a token id: {e}")))?;
     let key = TokenKey { contract, token_id };
     let Some(t) = store.token(&key)? else {
-        return Err(UsageError(format!("no token {} in the store", key.graph_id())).into());
+        return Err(crate::NotFound(format!("no token {} in the store", key.graph_id())).into());
     };
     let mut pins = vec![];
     for cid in &t.resources {
@@ -320,7 +328,8 @@ fn check_token(store: &Store, contract: &str, id: &str) -> anyhow::Result<serde_
     }))
 }
 
-fn check_cid(store: &Store, text: &str) -> anyhow::Result<serde_json::Value> {
+/// A CID's pin record and a few tokens that use it, as `check CID` shows it.
+pub fn check_cid(store: &Store, text: &str) -> anyhow::Result<serde_json::Value> {
     let cid = Cid::try_from(text.trim()).map_err(|e| {
         UsageError(format!(
             "{text:?} is not a CID ({e}); to check a token give its contract and token id"
@@ -328,7 +337,7 @@ fn check_cid(store: &Store, text: &str) -> anyhow::Result<serde_json::Value> {
     })?;
     let bytes = cid.to_bytes();
     let Some(p) = store.pin(&bytes)? else {
-        return Err(UsageError(format!("no token in the store uses {cid}")).into());
+        return Err(crate::NotFound(format!("no token in the store uses {cid}")).into());
     };
     let users: Vec<String> = store
         .pin_users(&bytes, 10)?
@@ -389,16 +398,20 @@ fn render(v: &serde_json::Value) -> String {
 }
 
 /// One failure reason in `nifty report`.
-#[derive(Serialize)]
-struct ReasonLine {
-    stage: String,
-    reason: String,
-    count: u64,
-    examples: Vec<String>,
+#[derive(Serialize, serde::Deserialize)]
+pub struct ReasonLine {
+    /// `fetch`, `parse`, `uri`, `pin`, ...
+    pub stage: String,
+    /// The machine-readable reason.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
+    /// A few of them: token ids, or CIDs for the pin stage.
+    pub examples: Vec<String>,
 }
 
 /// Parses `7d`, `12h`, `30m` (humantime).
-fn since_ms(text: &str, now: UnixMillis) -> Result<UnixMillis, UsageError> {
+pub fn since_ms(text: &str, now: UnixMillis) -> Result<UnixMillis, UsageError> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
         UsageError(format!(
             "--since {text:?}: {e} (write a span such as 7d, 12h or 30m)"
@@ -409,20 +422,51 @@ fn since_ms(text: &str, now: UnixMillis) -> Result<UnixMillis, UsageError> {
 
 /// `nifty report [--since 7d]`: failures by stage and reason, with counts and examples.
 pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
-    crate::commands::local_only(&args.remote)?;
     let since = args
         .since
         .as_deref()
         .map(|s| since_ms(s, now_ms()))
         .transpose()?;
-    let store = open_store(config)?;
+    let view = match crate::commands::remote(&args.remote, config)? {
+        Some(r) => r.failures(args.since.as_deref())?,
+        None => failures(&open_store(config)?, since, 2)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    print!("{}", render_report(&view, args.since.as_deref()));
+    Ok(())
+}
+
+/// What `report` and `/api/failures` show.
+#[derive(Serialize, serde::Deserialize)]
+pub struct FailureReport {
+    /// Only failures entered since this time, when asked.
+    pub since_ms: Option<UnixMillis>,
+    /// Tokens stored.
+    pub tokens: u64,
+    /// Tokens per status.
+    pub tokens_by_status: BTreeMap<String, u64>,
+    /// Pins per status.
+    pub pins_by_status: BTreeMap<String, u64>,
+    /// Failures by stage and reason, most first.
+    pub failures: Vec<ReasonLine>,
+}
+
+/// Failures by stage and reason from the `failures` index, with up to `examples` each.
+pub fn failures(
+    store: &Store,
+    since: Option<UnixMillis>,
+    examples: usize,
+) -> anyhow::Result<FailureReport> {
     let counts = store.counts()?;
     let mut lines = vec![];
     for name in counts.failures.keys() {
         let Some((stage, reason)) = name.split_once('.') else {
             continue;
         };
-        let (count, entries) = store.failure_entries(stage, reason, since, 2)?;
+        let (count, entries) = store.failure_entries(stage, reason, since, examples)?;
         if count == 0 {
             continue;
         }
@@ -441,23 +485,24 @@ pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         });
     }
     lines.sort_by(|a, b| b.count.cmp(&a.count).then(a.stage.cmp(&b.stage)));
-    if args.json {
-        let v = serde_json::json!({
-            "since_ms": since,
-            "tokens": counts.tokens,
-            "tokens_by_status": counts.tokens_by_status,
-            "pins_by_status": counts.pins_by_status,
-            "failures": lines,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
+    Ok(FailureReport {
+        since_ms: since,
+        tokens: counts.tokens,
+        tokens_by_status: counts.tokens_by_status,
+        pins_by_status: counts.pins_by_status,
+        failures: lines,
+    })
+}
+
+/// The human form of `nifty report`.
+pub fn render_report(r: &FailureReport, since: Option<&str>) -> String {
+    let lines = &r.failures;
     let mut out = String::new();
-    let _ = writeln!(out, "tokens: {}", counts.tokens);
-    let _ = writeln!(out, "  {}", join_counts(&counts.tokens_by_status));
-    let _ = writeln!(out, "pins: {}", counts.pins);
-    let _ = writeln!(out, "  {}", join_counts(&counts.pins_by_status));
-    match &args.since {
+    let _ = writeln!(out, "tokens: {}", r.tokens);
+    let _ = writeln!(out, "  {}", join_counts(&r.tokens_by_status));
+    let _ = writeln!(out, "pins: {}", r.pins_by_status.values().sum::<u64>());
+    let _ = writeln!(out, "  {}", join_counts(&r.pins_by_status));
+    match since {
         Some(s) => {
             let _ = writeln!(out, "why not pinned (entered in the last {s}):");
         }
@@ -468,7 +513,7 @@ pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
     if lines.is_empty() {
         let _ = writeln!(out, "  nothing failed");
     }
-    for l in &lines {
+    for l in lines {
         let _ = writeln!(
             out,
             "  {:<10} {:<22} {:>9}  e.g. {}",
@@ -478,8 +523,7 @@ pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
             l.examples.join(", ")
         );
     }
-    print!("{out}");
-    Ok(())
+    out
 }
 
 fn join_counts(m: &BTreeMap<String, u64>) -> String {

@@ -269,7 +269,9 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let run_id = store.start_run(&format!("backfill/{job}"), now_ms())?;
         let reporter = progress_task(bf.clone(), progress.clone(), bf.blocks_left(), started);
-        let deadline = args.budget.map(|s| started + Duration::from_secs(s));
+        let deadline = args
+            .budget
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
         let result =
             bf.run(&ctx, usize::from(args.workers), src.confirmations, deadline, shutdown).await;
         reporter.abort();

@@ -346,14 +346,20 @@ fn env_overrides_reach_the_commands() {
 }
 
 #[test]
-fn commands_of_later_issues_say_so() {
+fn bad_arguments_and_unreachable_daemons_get_clear_errors() {
     let d = tempfile::tempdir().unwrap();
+    write_config(
+        d.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\n[sources.chain]\nkind = \"rpc\"\nurl = \"http://127.0.0.1:9\"\n",
+    );
     let (code, _, err) = text(&nifty(d.path(), &["run"], &[]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("`nifty run` is not in this build yet"),
+        err.contains("source \"chain\" is kind rpc")
+            && err.contains("sources.chain.enabled = false"),
         "{err}"
     );
+    std::fs::remove_file(d.path().join("nifty.toml")).unwrap();
     let (code, _, err) = text(&nifty(d.path(), &["report", "--since", "soon"], &[]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--since \"soon\""), "{err}");
@@ -374,6 +380,24 @@ fn commands_of_later_issues_say_so() {
         &["status", "--api", "http://127.0.0.1:1"],
         &[],
     ));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot reach the daemon at http://127.0.0.1:1/")
+            && err.contains("is `nifty run` running there?"),
+        "{err}"
+    );
+    let (code, _, err) = text(&nifty(
+        d.path(),
+        &["report", "--api", "127.0.0.1:8640"],
+        &[],
+    ));
     assert_eq!(code, 2);
-    assert!(err.contains("--api"), "{err}");
+    assert!(err.contains("not an http(s) URL"), "{err}");
+    let (code, _, err) = text(&nifty(
+        d.path(),
+        &["cursor", "set", "main", "5", "--api", "http://127.0.0.1:1"],
+        &[],
+    ));
+    assert_eq!(code, 2);
+    assert!(err.contains("needs its admin token"), "{err}");
 }

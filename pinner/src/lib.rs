@@ -11,5 +11,6 @@ pub mod analysis;
 pub mod backend;
 pub mod fetch;
 pub mod metadata;
+pub mod metrics;
 pub mod pass;
 pub mod uri;

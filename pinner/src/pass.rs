@@ -74,8 +74,8 @@ impl Default for PassOptions {
 pub struct Limits {
     /// Turns true when the process is asked to stop.
     pub stop: watch::Receiver<bool>,
-    /// Stop taking new work after this instant.
-    pub deadline: Option<Instant>,
+    /// Stop taking new work after this instant (tokio's clock, so tests can pause it).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Limits {
@@ -91,7 +91,10 @@ impl Limits {
     }
 
     fn reached(&self) -> bool {
-        *self.stop.borrow() || self.deadline.is_some_and(|d| Instant::now() >= d)
+        *self.stop.borrow()
+            || self
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d)
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod backfill;
 mod error;
 pub mod graph;
+pub mod metrics;
 pub mod paging;
 pub mod retry;
 

@@ -95,7 +95,7 @@ pub struct Resource {
 }
 
 /// The counters a dashboard needs, read in O(number of counters), never O(tokens).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Counts {
     /// Tokens stored.
     pub tokens: u64,
@@ -714,6 +714,22 @@ impl Store {
             out.push((id, decode("runs", &k, &v)?));
         }
         Ok(out)
+    }
+
+    /// Removes all but the newest `keep` run records (run ids are sequential, so this
+    /// reads only the records it removes). Returns how many went.
+    pub fn prune_runs(&self, keep: u64) -> Result<u64> {
+        let Some((last, _)) = self.t.runs.last()? else {
+            return Ok(0);
+        };
+        let cutoff = read_u64(Some(last)).saturating_sub(keep.saturating_sub(1));
+        let mut removed = 0;
+        for kv in self.t.runs.range(..cutoff.to_be_bytes()) {
+            let (k, _) = kv?;
+            self.t.runs.remove(k)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Every counter, by name. Reads only the `counters` tree, whose size does not grow

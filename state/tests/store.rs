@@ -399,6 +399,12 @@ fn runs_are_listed_newest_first() {
     // Sequences survive a reopen.
     let s = open(&dir);
     assert_eq!(s.start_run("again", 99).unwrap(), 5);
+    // Pruning keeps the newest, and ids keep counting.
+    assert_eq!(s.prune_runs(10).unwrap(), 0);
+    assert_eq!(s.prune_runs(2).unwrap(), 4);
+    let kept: Vec<u64> = s.runs(100).unwrap().iter().map(|(id, _)| *id).collect();
+    assert_eq!(kept, vec![5, 4]);
+    assert_eq!(s.start_run("later", 100).unwrap(), 6);
 }
 
 #[test]

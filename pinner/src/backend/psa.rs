@@ -200,6 +200,17 @@ impl PsaClient {
     /// best of them, so that is harmless.
     #[instrument(level = "debug", skip(self, cid, meta), fields(backend = NAME, cid = %cid))]
     pub async fn pin(&self, cid: &Cid, meta: &PinMeta) -> Result<RemoteStatus, BackendError> {
+        self.request_pin("pin", cid, meta).await
+    }
+
+    /// `POST /pins`, for [`PsaClient::pin`] and [`PsaClient::recover`]; `op` names the
+    /// caller in the request metrics, so retries of failed pins are told from new pins.
+    async fn request_pin(
+        &self,
+        op: &'static str,
+        cid: &Cid,
+        meta: &PinMeta,
+    ) -> Result<RemoteStatus, BackendError> {
         let body = &PinRequest {
             cid: cid.to_string(),
             name: meta.name.chars().take(MAX_NAME_CHARS).collect(),
@@ -212,7 +223,7 @@ impl PsaClient {
         let url = &self.wire.url(&["pins"], &[]);
         let status: PinStatus = self
             .wire
-            .retrying("pin", || async move {
+            .retrying(op, || async move {
                 let req = self.wire.request(Method::POST, url.clone()).json(body);
                 let reply = self.wire.send(req).await?;
                 serde_json::from_slice(&reply.body).map_err(|e| {
@@ -320,7 +331,7 @@ impl PsaClient {
     /// [`PsaClient::status`] takes the best of the two.
     #[instrument(level = "debug", skip(self, cid, meta), fields(backend = NAME, cid = %cid))]
     pub async fn recover(&self, cid: &Cid, meta: &PinMeta) -> Result<RemoteStatus, BackendError> {
-        self.pin(cid, meta).await
+        self.request_pin("recover", cid, meta).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nifty_scraper::graph::client::{MAX_RETRY_AFTER, redact_url};
 use nifty_scraper::retry::Backoff;
@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::warn;
 
 use super::BackendError;
+use crate::metrics::CLUSTER_REQUEST_SECONDS;
 
 /// Bytes kept as they are in a query key or value: RFC 3986 unreserved characters, and the
 /// comma, which both APIs use to separate list items (`cids=a,b`, `status=queued,pinned`).
@@ -184,8 +185,11 @@ impl Wire {
     }
 
     /// Runs `f` until it succeeds, fails in a way retrying cannot fix, or attempts run
-    /// out; waits follow the backoff (with jitter) or a longer Retry-After.
-    pub async fn retrying<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, BackendError>
+    /// out; waits follow the backoff (with jitter) or a longer Retry-After. Each call of
+    /// `f` is one request, timed into [`CLUSTER_REQUEST_SECONDS`] under `op` (`pin`,
+    /// `status` or `recover`), the backend's name as `api`, and `ok` or the failure's
+    /// [`BackendError::reason`] as `outcome`.
+    pub async fn retrying<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T, BackendError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BackendError>>,
@@ -193,14 +197,27 @@ impl Wire {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match f().await {
+            let started = Instant::now();
+            let result = f().await;
+            let outcome = match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.reason(),
+            };
+            ::metrics::histogram!(
+                CLUSTER_REQUEST_SECONDS,
+                "api" => self.backend,
+                "op" => op,
+                "outcome" => outcome
+            )
+            .record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < self.backoff.max_attempts => {
                     let wait = self
                         .backoff
                         .delay(attempt, rand::random::<f64>(), e.retry_after());
                     warn!(
-                        backend = self.backend, endpoint = %self.shown, what, attempt,
+                        backend = self.backend, endpoint = %self.shown, what = op, attempt,
                         reason = %e.reason(), error = %e, wait_ms = wait.as_millis() as u64,
                         "retrying"
                     );

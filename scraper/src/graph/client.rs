@@ -2,7 +2,7 @@
 //! backoff, and neither the API key nor a key-bearing URL ever in a message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use graphql_client::{GraphQLQuery, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -11,6 +11,7 @@ use tracing::{debug, instrument, warn};
 
 use super::queries::{Meta, Page, meta, page};
 use crate::error::{Result, ScrapeError};
+use crate::metrics::GRAPH_REQUEST_SECONDS;
 use crate::retry::Backoff;
 
 /// How long one request may take. graph-node itself cuts queries at about 10 s on hosted
@@ -189,6 +190,18 @@ pub fn classify_graphql_errors(messages: &[String], snapshot: Option<u64>) -> Sc
     }
 }
 
+/// The `outcome` label of a failed request: the error's [`ScrapeError::kind`], except that
+/// a body which broke off after the status arrived is `body` rather than `connect`, since
+/// the server was reached (reqwest marks those as body or decode errors; a timeout while
+/// reading stays `timeout`). Only errors [`GraphClient::post`] makes reach here, so the
+/// set stays the fixed one documented on [`GRAPH_REQUEST_SECONDS`].
+fn outcome(e: &ScrapeError) -> &'static str {
+    match e {
+        ScrapeError::Transport(t) if !t.is_timeout() && (t.is_body() || t.is_decode()) => "body",
+        other => other.kind(),
+    }
+}
+
 impl GraphClient {
     /// Builds a client; fails on a URL that is not http(s) or an API key that cannot be a
     /// header (neither is echoed back).
@@ -250,8 +263,27 @@ impl GraphClient {
         &self.stats
     }
 
-    /// One request, no retries.
+    /// One request, no retries, timed into [`GRAPH_REQUEST_SECONDS`] under `op` (`meta` or
+    /// `page`). An attempt dropped midway (shutdown) records nothing: it has no outcome.
     async fn post<Q: GraphQLQuery>(
+        &self,
+        op: &'static str,
+        vars: Q::Variables,
+        snapshot: Option<u64>,
+    ) -> Result<Q::ResponseData> {
+        let started = Instant::now();
+        let result = self.post_once::<Q>(vars, snapshot).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => outcome(e),
+        };
+        ::metrics::histogram!(GRAPH_REQUEST_SECONDS, "op" => op, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The request itself.
+    async fn post_once<Q: GraphQLQuery>(
         &self,
         vars: Q::Variables,
         snapshot: Option<u64>,
@@ -359,7 +391,7 @@ impl GraphClient {
     pub async fn snapshot(&self, confirmations: u64) -> Result<Snapshot> {
         let data = self
             .retrying(&|| "snapshot".to_owned(), || {
-                self.post::<Meta>(meta::Variables {}, None)
+                self.post::<Meta>("meta", meta::Variables {}, None)
             })
             .await?;
         let m = data
@@ -398,7 +430,7 @@ impl GraphClient {
             snapshot: snap,
         };
         let what = || format!("page after block {block} id {last_id:?} (snapshot {snapshot})");
-        self.retrying(&what, || self.post::<Page>(vars(), Some(snapshot)))
+        self.retrying(&what, || self.post::<Page>("page", vars(), Some(snapshot)))
             .await
     }
 }

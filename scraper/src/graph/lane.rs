@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use nifty_state::{Address, Contract, Cursor, Page, Position, Store, Token, TokenKey};
 use tokio::sync::watch;
