@@ -14,10 +14,10 @@ help: ## List the targets and what they do
 build: ## Build the nifty binary and every crate (debug)
 	$(CARGO) build --workspace --locked
 
-demo: build ## Build, start the devnet, backfill it into a scratch store and show status (daemon and dashboard come later)
-	@scripts/demo.sh "$(CARGO_TARGET_DIR)/debug/nifty"
+demo: build ## Build, start a devnet and the daemon over it with the dashboard up (ctrl-c stops)
+	@"$(CARGO_TARGET_DIR)/debug/nifty" demo
 
-test: ## Run every test: unit, crash loop, CLI, devnet, end to end (scrape, pin), 20 s fuzz per target (what CI runs)
+test: ## Every test: unit, crash loop, CLI, devnet, end to end, daemon and API, dashboard in headless Chromium (installed if missing), 20 s fuzz per target (what CI runs)
 	@CARGO=$(CARGO) scripts/test.sh
 
 lint: ## rustfmt check and clippy with warnings as errors

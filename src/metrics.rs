@@ -188,8 +188,9 @@ pub fn store_gauges(r: &StatusReport, started_secs: f64) -> String {
         );
     }
     e.family("nifty_outbox_items", "Work items waiting, per queue.");
-    for (queue, n) in &c.outbox {
-        e.sample("nifty_outbox_items", &[("queue", queue)], *n as f64);
+    for queue in nifty_state::keys::Queue::ALL {
+        let n = c.outbox.get(queue.name()).copied().unwrap_or(0);
+        e.sample("nifty_outbox_items", &[("queue", queue.name())], n as f64);
     }
     e.family(
         "nifty_failures",
