@@ -419,6 +419,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The first `limit` entries of one failure (`stage`, `reason`): O(limit), for
+    /// examples when the count comes from the counters.
+    pub fn failure_examples(
+        &self,
+        stage: &str,
+        reason: &str,
+        limit: usize,
+    ) -> Result<Vec<FailureEntry>> {
+        let prefix = failure_key(stage, reason, &[]);
+        let mut out = vec![];
+        for kv in self.t.failures.scan_prefix(&prefix).take(limit) {
+            let (k, v) = kv?;
+            out.push(FailureEntry {
+                item: k[prefix.len()..].to_vec(),
+                at_ms: <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
     /// The entries of one failure (`stage`, `reason`) since `since_ms`: how many, and the
     /// first `limit` of them. O(entries of that reason).
     pub fn failure_entries(
