@@ -755,7 +755,9 @@
         const ex = Array.isArray(x.examples) && x.examples.length ? String(x.examples[0]) : null;
         return h('tr', null,
           h('td', null, h('span', { class: 'stage' }, String(x.stage))),
-          h('td', { class: 'why' }, String(x.reason)),
+          h('td', { class: 'why' }, String(x.reason),
+            // Narrow windows drop the example column; the example moves under the reason.
+            ex ? h('span', { class: 'ex ex-inline', title: x.examples.map(String).join('\n') }, ex) : null),
           h('td', { class: 'r cnt' }, num(`failures.${x.stage}.${x.reason}`, x.count), bar(isInt(x.count) ? x.count / max : 0)),
           h('td', { class: 'hide-narrow' }, ex
             ? h('span', { class: 'ex', title: x.examples.map(String).join('\n') }, ex)
