@@ -344,20 +344,24 @@ pub struct JobConfig {
     pub enabled: bool,
 }
 
-/// Checks a cron expression with the parser (and options) tokio-cron-scheduler uses, so an
-/// expression accepted here is one the daemon can schedule.
+/// Checks a cron expression with the parser (and options) tokio-cron-scheduler uses, and
+/// that it fires at all (`0 0 0 31 2 *` parses but never comes; the scheduler would drop
+/// the job without a word).
 pub fn check_schedule(key: &str, expr: &str) -> Result<(), ConfigError> {
-    cron_parser()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| ConfigError::Invalid {
-            key: key.to_owned(),
-            value: format!("{expr:?}"),
-            problem: format!(
-                "not a cron expression with seconds (sec min hour day month weekday, such as \
+    let invalid = |problem: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        value: format!("{expr:?}"),
+        problem,
+    };
+    let cron = cron_parser().parse(expr).map_err(|e| {
+        invalid(format!(
+            "not a cron expression with seconds (sec min hour day month weekday, such as \
              \"0 */5 * * * *\"): {e}"
-            ),
-        })
+        ))
+    })?;
+    cron.find_next_occurrence(&chrono::Utc::now(), false)
+        .map(|_| ())
+        .map_err(|_| invalid("never fires: no such date from now on".into()))
 }
 
 /// The cron dialect of the daemon: six fields, seconds first; day-of-month and day-of-week
@@ -788,7 +792,12 @@ impl Config {
                 }),
             }
         };
-        self.http.admin_token = secret("http.admin_token_env".into(), &self.http.admin_token_env)?;
+        // Only the daemon and admin writes need the admin token, so a missing one is not an
+        // error here: `nifty status --api` works without it. `run` checks it.
+        self.http.admin_token = match self.http.admin_token_env.as_str() {
+            "" => None,
+            var => env(var).filter(|v| !v.is_empty()).map(SecretString::from),
+        };
         if self.cluster.auth == AuthKind::Basic {
             self.cluster.password =
                 secret("cluster.password_env".into(), &self.cluster.password_env)?;
@@ -800,6 +809,18 @@ impl Config {
             s.api_key = secret(format!("sources.{name}.api_key_env"), &s.api_key_env)?;
         }
         Ok(self)
+    }
+
+    /// Fails when `http.admin_token_env` names a variable that is not set: the daemon must
+    /// not start with admin writes off when the operator asked for them.
+    pub fn require_admin_token(&self) -> Result<(), ConfigError> {
+        if !self.http.admin_token_env.is_empty() && self.http.admin_token.is_none() {
+            return Err(ConfigError::MissingSecret {
+                key: "http.admin_token_env".into(),
+                var: self.http.admin_token_env.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML. Secrets are never part of it, and source URLs
@@ -1103,11 +1124,6 @@ mod tests {
                 "`http.listen` = \"localhost\": must be IP:PORT",
             ),
             (
-                "[http]\nadmin_token_env = \"NIFTY_ADMIN\"",
-                &[],
-                "`http.admin_token_env` names environment variable NIFTY_ADMIN, which is not set",
-            ),
-            (
                 "[http]\nadmin_token_env = \"BAD NAME\"",
                 &[],
                 "`http.admin_token_env` = \"BAD NAME\": must be the name of an environment variable",
@@ -1156,6 +1172,11 @@ mod tests {
                 "[jobs.pin]\nschedule = \"0 61 * * * *\"\nbudget_secs = 5",
                 &[],
                 "`jobs.pin.schedule` = \"0 61 * * * *\": not a cron expression with seconds",
+            ),
+            (
+                "[jobs.pin]\nschedule = \"0 0 0 31 2 *\"\nbudget_secs = 5",
+                &[],
+                "`jobs.pin.schedule` = \"0 0 0 31 2 *\": never fires",
             ),
             (
                 "[jobs.follow]\nschedule = \"0 * * * * *\"\nbudget_secs = 0",

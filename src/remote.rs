@@ -24,6 +24,7 @@ pub struct Remote {
     base: Url,
     client: reqwest::Client,
     admin_token: Option<SecretString>,
+    admin_token_env: String,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -56,6 +57,7 @@ impl Remote {
             base,
             client,
             admin_token: config.http.admin_token.clone(),
+            admin_token_env: config.http.admin_token_env.clone(),
             runtime,
         })
     }
@@ -71,7 +73,8 @@ impl Remote {
         req: reqwest::RequestBuilder,
         what: &str,
     ) -> anyhow::Result<T> {
-        let base = self.base.to_string();
+        // A URL may carry a password; errors show it redacted.
+        let base = nifty_scraper::graph::client::redact_url(self.base.as_str());
         self.runtime.block_on(async {
             let resp = req.send().await.map_err(|e| {
                 anyhow::anyhow!(
@@ -148,12 +151,20 @@ impl Remote {
         let mut req = self.client.post(url).json(mv);
         match &self.admin_token {
             Some(t) => req = req.bearer_auth(t.expose_secret()),
-            None => {
+            None if self.admin_token_env.is_empty() => {
                 return Err(UsageError(
                     "moving a cursor through the daemon needs its admin token: set \
                      `http.admin_token_env` to the variable that holds it"
                         .into(),
                 )
+                .into());
+            }
+            None => {
+                return Err(UsageError(format!(
+                    "moving a cursor through the daemon needs its admin token, and \
+                     {} (named by `http.admin_token_env`) is not set",
+                    self.admin_token_env
+                ))
                 .into());
             }
         }

@@ -359,6 +359,19 @@ fn bad_arguments_and_unreachable_daemons_get_clear_errors() {
             && err.contains("sources.chain.enabled = false"),
         "{err}"
     );
+    // A daemon asked for admin writes refuses to start without the token; commands that
+    // do not need it work.
+    write_config(
+        d.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_env = \"NIFTY_TEST_UNSET_TOKEN\"\n",
+    );
+    let (code, _, err) = text(&nifty(d.path(), &["run"], &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("NIFTY_TEST_UNSET_TOKEN, which is not set"),
+        "{err}"
+    );
+    assert_eq!(text(&nifty(d.path(), &["status"], &[])).0, 0);
     std::fs::remove_file(d.path().join("nifty.toml")).unwrap();
     let (code, _, err) = text(&nifty(d.path(), &["report", "--since", "soon"], &[]));
     assert_eq!(code, 2, "{err}");
@@ -386,6 +399,13 @@ fn bad_arguments_and_unreachable_daemons_get_clear_errors() {
             && err.contains("is `nifty run` running there?"),
         "{err}"
     );
+    let (code, _, err) = text(&nifty(
+        d.path(),
+        &["status", "--api", "http://admin:hunter2@127.0.0.1:1"],
+        &[],
+    ));
+    assert_eq!(code, 1);
+    assert!(!err.contains("hunter2"), "{err}");
     let (code, _, err) = text(&nifty(
         d.path(),
         &["report", "--api", "127.0.0.1:8640"],

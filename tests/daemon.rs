@@ -389,6 +389,27 @@ fn the_daemon_serves_every_endpoint_over_devnet_and_stops_on_sigint() {
     );
     assert_eq!(error_of(s, &b, 401), "wrong admin token");
     assert!(!b.contains(ADMIN_TOKEN));
+    // A huge body from a stranger is refused as unauthorized, not read.
+    let huge = format!("{{\"block\": 1, \"id\": \"{}\"}}", "x".repeat(3 << 20));
+    // (The server may answer and close before the client has sent it all; then the client
+    // sees the connection closed instead of the answer.)
+    for (token, want) in [(None, 401), (Some(ADMIN_TOKEN), 413)] {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/api/cursor/dev", d.api))
+            .body(huge.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some((s, b)) = d.try_send(req) {
+            error_of(s, &b, want);
+        }
+    }
+    for path in ["/api/tokens/%FF/1", "/api/pins/%FF%FE"] {
+        let (s, b) = d.get(path);
+        assert!(error_of(s, &b, 400).contains("bad path"), "{b}");
+    }
+    let (s, _, b) = d.post("/api/cursor/%FF", r#"{"block": 1}"#, Some(ADMIN_TOKEN));
+    error_of(s, &b, 400);
     let (s, _, b) = d.post("/api/cursor/dev", r#"{"block": "zero"}"#, Some(ADMIN_TOKEN));
     assert!(error_of(s, &b, 400).contains("body:"), "{b}");
     let (s, _, b) = d.post(
@@ -414,11 +435,12 @@ fn the_daemon_serves_every_endpoint_over_devnet_and_stops_on_sigint() {
     // requested from the cluster twice. A scrape run may hold the cursor: retry then.
     let before = cluster_pin_requests(&devnet);
     let moved = loop {
-        let (s, _, b) = d.post(
-            "/api/cursor/dev",
-            r#"{"block": 0, "rewind": true}"#,
-            Some(ADMIN_TOKEN),
-        );
+        // The scheme is case-insensitive.
+        let req = reqwest::Client::new()
+            .post(format!("{}/api/cursor/dev", d.api))
+            .header("authorization", format!("bearer {ADMIN_TOKEN}"))
+            .body(r#"{"block": 0, "rewind": true}"#);
+        let (s, _, b) = d.send(req);
         if s == 409 && b.contains("is running") {
             std::thread::sleep(Duration::from_millis(100));
             continue;

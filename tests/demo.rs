@@ -9,9 +9,19 @@ use std::time::{Duration, Instant};
 
 const NIFTY: &str = env!("CARGO_BIN_EXE_nifty");
 
+/// Kills the demo if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn demo_reaches_pins_flowing_and_stops_cleanly_on_ctrl_c() {
-    let mut child = Command::new(NIFTY)
+    let child = Command::new(NIFTY)
         .args(["demo", "--tokens", "4000", "--listen", "127.0.0.1:0"])
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
@@ -19,6 +29,15 @@ fn demo_reaches_pins_flowing_and_stops_cleanly_on_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
+    // stderr is drained as it comes, so the demo never blocks on a full pipe.
+    let err_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(err_pipe), &mut s);
+        s
+    });
     let (tx, rx) = mpsc::channel::<String>();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -92,8 +111,7 @@ fn demo_reaches_pins_flowing_and_stops_cleanly_on_ctrl_c() {
     };
     let stopped_in = t.elapsed();
     let rest: Vec<String> = rx.try_iter().collect();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr.join().unwrap();
     assert!(
         status.success(),
         "exit {status:?}\n{}\n{}\n{err}",

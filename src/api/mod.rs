@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -54,6 +55,9 @@ struct Inner {
     history: Arc<History>,
     /// When the daemon started (ms since the epoch).
     started_ms: UnixMillis,
+    /// `/api/failures?since=` reads every entry of each reason: one such query at a time,
+    /// so unauthenticated callers cannot tie up every blocking thread with them.
+    windowed: tokio::sync::Semaphore,
 }
 
 impl ApiState {
@@ -74,6 +78,7 @@ impl ApiState {
                 cursor_locks,
                 history,
                 started_ms: now_ms(),
+                windowed: tokio::sync::Semaphore::new(1),
             }),
         }
     }
@@ -142,6 +147,18 @@ impl From<anyhow::Error> for ApiError {
         }
         tracing::error!(error = %format!("{e:#}"), "API request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad_request(format!("bad path: {}", e.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        ApiError::new(e.status(), format!("bad body: {}", e.body_text()))
     }
 }
 
@@ -295,8 +312,9 @@ async fn runs(
 
 async fn token(
     State(state): State<ApiState>,
-    Path((contract, token_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    let Path((contract, token_id)) = path?;
     let v = blocking(&state, move |i| {
         crate::pinning::check_token(&i.store, &contract, &token_id)
     })
@@ -306,8 +324,9 @@ async fn token(
 
 async fn pin(
     State(state): State<ApiState>,
-    Path(cid): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    let Path(cid) = path?;
     let v = blocking(&state, move |i| crate::pinning::check_cid(&i.store, &cid)).await?;
     Ok(axum::Json(v))
 }
@@ -325,6 +344,12 @@ async fn failures(
             })?),
             None => None,
         };
+    let _one = match since {
+        Some(_) => Some(state.inner.windowed.acquire().await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping")
+        })?),
+        None => None,
+    };
     let v = blocking(&state, move |i| {
         crate::pinning::failures(&i.store, since, examples)
     })
@@ -366,11 +391,13 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
             "admin writes are off: the daemon has no admin token (set http.admin_token_env)",
         ));
     };
+    // The scheme is case-insensitive (RFC 9110 11.1).
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     match given {
         Some(t) if bool::from(t.as_bytes().ct_eq(expected.expose_secret().as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token")),
@@ -383,11 +410,14 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
 
 async fn move_cursor(
     State(state): State<ApiState>,
-    Path(source): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<CursorMoved>> {
+    // Who asks comes first: a stranger learns nothing about the path or the body.
     authorize(&state, &headers)?;
+    let Path(source) = path?;
+    let body = body?;
     let mv: CursorMove = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body: {e}; expected {{\"block\": N, \"id\": \"0x<contract>_<tokenId>\" (optional), \"rewind\": true|false}}"
@@ -404,6 +434,8 @@ async fn move_cursor(
         None => None,
     };
     let moved = blocking(&state, move |i| {
+        // Held until the write lands, even if the client goes away meanwhile.
+        let _held = _held;
         let (from, to) = crate::commands::apply_cursor_move(
             &i.store,
             &i.config,

@@ -25,8 +25,6 @@ use schedule::Scheduler;
 pub const DRAIN_GRACE: Duration = Duration::from_millis(4000);
 /// How long open HTTP connections get after the runs are drained.
 const HTTP_GRACE: Duration = Duration::from_millis(500);
-/// Runs looked at on start for records a killed process left `running`.
-const STALE_RUNS_WINDOW: usize = 1000;
 /// Run records kept: four jobs ticking every minute fill this in about 17 days; older
 /// ones are pruned, so years of ticks do not grow the store without bound.
 const RUNS_KEPT: u64 = 100_000;
@@ -44,7 +42,7 @@ pub fn ready_line(addr: SocketAddr) -> String {
 /// Marks the runs a killed process left `running` as interrupted: whoever holds the store
 /// now is the only process that could be running them, and it has not started any.
 fn close_stale_runs(store: &Store) -> anyhow::Result<()> {
-    for (id, mut rec) in store.runs(STALE_RUNS_WINDOW)? {
+    for (id, mut rec) in store.open_runs()? {
         if rec.outcome == RunOutcome::Running {
             rec.outcome = RunOutcome::Interrupted;
             store.finish_run(id, &rec)?;
@@ -199,6 +197,7 @@ pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
 
 /// `nifty run`.
 pub fn run(config: &Config) -> anyhow::Result<()> {
+    config.require_admin_token()?;
     let store = crate::commands::open_store(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

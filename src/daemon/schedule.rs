@@ -247,6 +247,9 @@ impl Scheduler {
         let Some(slot) = self.jobs.get(index) else {
             return Tick::Ignored;
         };
+        // The stop check and the spawn happen under the lock `drain` takes the runs with,
+        // so a run either is drained or never starts.
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         if *self.stop.borrow() {
             return Tick::Ignored;
         }
@@ -307,10 +310,7 @@ impl Scheduler {
             };
             me.finish(index, id, started_ms, report, began.elapsed());
         };
-        self.runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .spawn(run);
+        runs.spawn(run);
         Tick::Started(id)
     }
 

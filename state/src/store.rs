@@ -38,6 +38,15 @@ const SLED_DIR: &str = "sled";
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_SEQ_OUTBOX: &[u8] = b"seq/outbox";
 const META_SEQ_RUNS: &[u8] = b"seq/runs";
+/// `open_run/<id BE>`: a run that started and has not ended, so a restart finds runs a
+/// killed process left open without searching the run records.
+const META_OPEN_RUN: &[u8] = b"open_run/";
+
+fn open_run_key(id: u64) -> Vec<u8> {
+    let mut k = META_OPEN_RUN.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 /// sled's page cache. 64 MiB keeps a backfill's working set (the newest key ranges) hot
 /// while leaving the process well under its 100 MB budget.
@@ -690,6 +699,7 @@ impl Store {
         let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
             let id = next_seq(meta, META_SEQ_RUNS)?;
             runs.insert(&id.to_be_bytes(), &rec[..])?;
+            meta.insert(open_run_key(id), &[][..])?;
             Ok(id)
         });
         let id = tx_result(r)?;
@@ -697,12 +707,39 @@ impl Store {
         Ok(id)
     }
 
-    /// Writes a run's final (or interim) record.
+    /// Writes a run's final (or interim) record; a final one closes the run.
     pub fn finish_run(&self, id: u64, record: &RunRecord) -> Result<()> {
-        self.t
-            .runs
-            .insert(id.to_be_bytes(), encode("run", record)?)?;
+        let rec = encode("run", record)?;
+        let open = record.outcome == RunOutcome::Running;
+        let t = &self.t;
+        let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
+            runs.insert(&id.to_be_bytes(), &rec[..])?;
+            if open {
+                meta.insert(open_run_key(id), &[][..])?;
+            } else {
+                meta.remove(open_run_key(id))?;
+            }
+            Ok(())
+        });
+        tx_result(r)?;
         self.durable()
+    }
+
+    /// The runs started and not ended, oldest first: after a restart, those a killed
+    /// process left behind. O(open runs).
+    pub fn open_runs(&self) -> Result<Vec<(u64, RunRecord)>> {
+        let mut out = vec![];
+        for kv in self.t.meta.scan_prefix(META_OPEN_RUN) {
+            let (k, _) = kv?;
+            let id = read_u64(Some(sled::IVec::from(&k[META_OPEN_RUN.len()..])));
+            if let Some(v) = self.t.runs.get(id.to_be_bytes())? {
+                out.push((id, decode("runs", &id.to_be_bytes(), &v)?));
+            } else {
+                // Pruned while open: nothing left to close.
+                self.t.meta.remove(&k)?;
+            }
+        }
+        Ok(out)
     }
 
     /// The newest runs first, at most `limit`.

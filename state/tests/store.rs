@@ -405,6 +405,24 @@ fn runs_are_listed_newest_first() {
     let kept: Vec<u64> = s.runs(100).unwrap().iter().map(|(id, _)| *id).collect();
     assert_eq!(kept, vec![5, 4]);
     assert_eq!(s.start_run("later", 100).unwrap(), 6);
+    // Runs left open are found without searching: 5 and 6 were never finished, and
+    // thousands of closed runs later both are still found.
+    for i in 0..3000u64 {
+        let id = s.start_run("tick", 200 + i).unwrap();
+        let mut rec = s.runs(1).unwrap()[0].1.clone();
+        rec.outcome = RunOutcome::Skipped;
+        s.finish_run(id, &rec).unwrap();
+    }
+    let open: Vec<u64> = s.open_runs().unwrap().iter().map(|(id, _)| *id).collect();
+    assert_eq!(open, vec![5, 6]);
+    let mut rec = s.open_runs().unwrap()[1].1.clone();
+    assert_eq!(rec.job, "later");
+    rec.outcome = RunOutcome::Interrupted;
+    s.finish_run(6, &rec).unwrap();
+    assert_eq!(s.open_runs().unwrap().len(), 1);
+    // An open run whose record was pruned has nothing left to close.
+    s.prune_runs(10).unwrap();
+    assert!(s.open_runs().unwrap().is_empty());
 }
 
 #[test]

@@ -135,6 +135,15 @@ impl Daemon {
         })
     }
 
+    /// Sends `req`: status and body, or `None` when the connection failed.
+    pub fn try_send(&self, req: reqwest::RequestBuilder) -> Option<(u16, String)> {
+        self.runtime.block_on(async {
+            let r = req.send().await.ok()?;
+            let status = r.status().as_u16();
+            Some((status, r.text().await.ok()?))
+        })
+    }
+
     /// GET `path` (from the API's root): status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
         let (s, _, b) = self.send(self.client.get(format!("{}{path}", self.api)));
