@@ -340,21 +340,12 @@ pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
             json,
             remote: r,
         } => {
-            let (mut rows, names) = match remote(r, config)? {
-                Some(r) => {
-                    let rows: Vec<(String, Cursor)> = r.cursors()?.into_iter().collect();
-                    let mut names: Vec<String> = config.sources.keys().cloned().collect();
-                    names.extend(rows.iter().map(|(n, _)| n.clone()));
-                    (rows, names)
-                }
-                None => {
-                    let store = open_store(config)?;
-                    let rows = store.cursors()?;
-                    let mut names: Vec<String> = config.sources.keys().cloned().collect();
-                    names.extend(rows.iter().map(|(n, _)| n.clone()));
-                    (rows, names)
-                }
+            let mut rows: Vec<(String, Cursor)> = match remote(r, config)? {
+                Some(r) => r.cursors()?.into_iter().collect(),
+                None => open_store(config)?.cursors()?,
             };
+            let mut names: Vec<String> = config.sources.keys().cloned().collect();
+            names.extend(rows.iter().map(|(n, _)| n.clone()));
             if let Some(n) = name {
                 rows.retain(|(k, _)| k == n);
                 if rows.is_empty() {

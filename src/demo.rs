@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
 use crate::config::{Config, JobConfig, SourceConfig, SourceKind};
-use crate::devnet::{DevnetArgs, Listeners, LiveChain, generate, serve_all, web_base};
+use crate::devnet::{DevnetArgs, Listeners, serve_all, web_base};
 
 /// How often a progress line is printed.
 const REPORT_EVERY: Duration = Duration::from_secs(3);
@@ -154,18 +154,11 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
     let listeners = Listeners::bind(any, any, any).await?;
     let addrs = listeners.addrs()?;
     devnet_config.chain.web_base = Some(web_base(addrs.gateway));
-    let params = devnet_config.chain.clone();
     println!(
         "nifty demo: generating a devnet chain of {} tokens…",
         args.tokens
     );
-    let live = tokio::task::spawn_blocking(move || {
-        let live = LiveChain::new(generate(&params));
-        live.ensure_index();
-        live
-    })
-    .await
-    .context("generating the devnet chain")?;
+    let live = crate::devnet::live_chain(devnet_config.chain.clone()).await?;
     let chain_tokens = live.chain().tokens().len();
     let (devnet_stop, devnet_stopped) = tokio::sync::oneshot::channel::<()>();
     let devnet = tokio::spawn(serve_all(

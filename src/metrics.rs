@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use nifty_state::{RunOutcome, RunRecord, Store};
+use nifty_state::{RunOutcome, RunRecord};
 
 use crate::commands::StatusReport;
 
@@ -261,11 +261,6 @@ pub fn upkeep() {
     if let Some(h) = HANDLE.get().cloned().flatten() {
         h.run_upkeep();
     }
-}
-
-/// Reads the report the gauges come from.
-pub fn report(store: &Store, config: &crate::config::Config) -> anyhow::Result<StatusReport> {
-    crate::commands::status_report(store, config, false)
 }
 
 #[cfg(test)]

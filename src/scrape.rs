@@ -87,6 +87,16 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
     Ok((name, src))
 }
 
+/// The subgraph client of a source.
+pub fn graph_client(src: &SourceConfig) -> anyhow::Result<GraphClient> {
+    Ok(GraphClient::new(GraphClientConfig {
+        url: src.url.clone(),
+        api_key: src.api_key.clone(),
+        timeout: Duration::from_millis(src.timeout_ms),
+        backoff: Backoff::default(),
+    })?)
+}
+
 /// A shutdown signal: true once SIGINT or SIGTERM arrives.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -226,12 +236,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let client = GraphClient::new(GraphClientConfig {
-            url: src.url.clone(),
-            api_key: src.api_key.clone(),
-            timeout: Duration::from_millis(src.timeout_ms),
-            backoff: Backoff::default(),
-        })?;
+        let client = graph_client(&src)?;
         let progress = Arc::new(Progress::default());
         let ctx = Ctx {
             store: store.clone(),

@@ -7,7 +7,6 @@
 //! `NIFTY_SKIP_BROWSER=1` skips the test instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,55 +17,6 @@ mod support {
 }
 use support::browser;
 use support::daemon::{Daemon, NIFTY, config};
-
-/// What the page should show for each `data-k`, from the API's answers.
-fn expected(status: &serde_json::Value, failures: &serde_json::Value) -> BTreeMap<String, String> {
-    let mut want = BTreeMap::new();
-    let mut put = |k: String, v: &serde_json::Value| {
-        if let Some(n) = v.as_u64() {
-            want.insert(k, n.to_string());
-        }
-    };
-    put("tokens".into(), &status["tokens"]);
-    put("contracts".into(), &status["contracts"]);
-    put("pins".into(), &status["pins"]);
-    for s in [
-        "queued",
-        "uri_parse_failed",
-        "no_uri",
-        "content_fetch_failed",
-        "content_parse_failed",
-        "parsed",
-        "linked",
-    ] {
-        let v = status["tokens_by_status"][s].as_u64().unwrap_or(0);
-        put(format!("tokens_by_status.{s}"), &v.into());
-    }
-    for s in [
-        "wanted", "queued", "pinning", "pinned", "retrying", "failed",
-    ] {
-        let v = status["pins_by_status"][s].as_u64().unwrap_or(0);
-        put(format!("pins_by_status.{s}"), &v.into());
-    }
-    for (q, n) in status["outbox"].as_object().unwrap() {
-        put(format!("outbox.{q}"), n);
-    }
-    for src in status["sources"].as_array().unwrap() {
-        let name = src["name"].as_str().unwrap();
-        put(
-            format!("sources.{name}.cursor_block"),
-            &src["cursor"]["block"],
-        );
-        put(format!("sources.{name}.head"), &src["head"]);
-        put(format!("sources.{name}.lag"), &src["lag"]);
-        put(format!("sources.{name}.tokens"), &src["tokens"]);
-    }
-    for f in failures["failures"].as_array().unwrap() {
-        let (stage, reason) = (f["stage"].as_str().unwrap(), f["reason"].as_str().unwrap());
-        put(format!("failures.{stage}.{reason}"), &f["count"]);
-    }
-    want
-}
 
 #[test]
 fn the_dashboard_shows_what_the_daemon_counts() {
@@ -106,7 +56,7 @@ fn the_dashboard_shows_what_the_daemon_counts() {
     let status = d.json("/api/status");
     let failures = d.json("/api/failures");
     let shown = browser::shown_values(&page.dom);
-    let want = expected(&status, &failures);
+    let want = browser::expected_values(&status, &failures);
     let mut wrong = vec![];
     for (k, v) in &want {
         match shown.get(k) {

@@ -32,19 +32,6 @@ const QUOTED: &str = r#"quote"amp&name"#;
 /// The daemon's clock in the fixture.
 const NOW_MS: u64 = 1_763_900_000_000;
 
-const TOKEN_STATUSES: [&str; 7] = [
-    "queued",
-    "uri_parse_failed",
-    "no_uri",
-    "content_fetch_failed",
-    "content_parse_failed",
-    "parsed",
-    "linked",
-];
-const PIN_STATUSES: [&str; 6] = [
-    "wanted", "queued", "pinning", "pinned", "retrying", "failed",
-];
-
 fn run(id: u64, job: &str, ago_s: u64, outcome: &str, reason: Option<&str>) -> Value {
     let started = NOW_MS - ago_s * 1000;
     let duration = (outcome != "running").then_some(1_534 + id * 211);
@@ -169,48 +156,9 @@ fn failures_fixture() -> Value {
 
 /// What the page must show, by the test contract's keys, worked out from the fixtures.
 fn expected(status: &Value, runs: &Value, failures: &Value) -> BTreeMap<String, String> {
-    let mut want = BTreeMap::new();
-    let mut put = |k: String, v: &Value| {
-        if let Some(n) = v.as_u64() {
-            want.insert(k, n.to_string());
-        }
-    };
-    for k in ["tokens", "contracts", "pins"] {
-        put(k.to_owned(), &status[k]);
-    }
-    for s in TOKEN_STATUSES {
-        put(
-            format!("tokens_by_status.{s}"),
-            status["tokens_by_status"].get(s).unwrap_or(&json!(0)),
-        );
-    }
-    for s in PIN_STATUSES {
-        put(
-            format!("pins_by_status.{s}"),
-            status["pins_by_status"].get(s).unwrap_or(&json!(0)),
-        );
-    }
-    for (q, n) in status["outbox"].as_object().unwrap() {
-        put(format!("outbox.{q}"), n);
-    }
-    for s in status["sources"].as_array().unwrap() {
-        let name = s["name"].as_str().unwrap();
-        put(
-            format!("sources.{name}.cursor_block"),
-            &s["cursor"]["block"],
-        );
-        put(format!("sources.{name}.head"), &s["head"]);
-        put(format!("sources.{name}.lag"), &s["lag"]);
-        put(format!("sources.{name}.tokens"), &s["tokens"]);
-    }
-    for f in failures["failures"].as_array().unwrap() {
-        let (stage, reason) = (f["stage"].as_str().unwrap(), f["reason"].as_str().unwrap());
-        put(format!("failures.{stage}.{reason}"), &f["count"]);
-    }
-    put(
-        "runs.count".to_owned(),
-        &json!(runs["runs"].as_array().unwrap().len().min(20)),
-    );
+    let mut want = browser::expected_values(status, failures);
+    let shown_runs = runs["runs"].as_array().unwrap().len().min(20);
+    want.insert("runs.count".to_owned(), shown_runs.to_string());
     want
 }
 

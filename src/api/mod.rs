@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nifty_state::{Position, StateError, Store, UnixMillis};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
@@ -45,8 +45,6 @@ struct Inner {
     store: Store,
     /// The daemon's configuration (sources, for status).
     config: Config,
-    /// The admin bearer token; `None` turns admin writes off.
-    admin_token: Option<SecretString>,
     /// The jobs, for their state in `/api/status`; `None` for an API without a scheduler.
     scheduler: Option<Arc<Scheduler>>,
     /// The lock of each source cursor a scrape job holds while it runs.
@@ -71,7 +69,6 @@ impl ApiState {
     ) -> Self {
         ApiState {
             inner: Arc::new(Inner {
-                admin_token: config.http.admin_token.clone(),
                 store,
                 config,
                 scheduler,
@@ -385,7 +382,7 @@ pub struct CursorMoved {
 
 /// Checks the bearer token in constant time. Admin writes are off without a token.
 fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(expected) = &state.inner.admin_token else {
+    let Some(expected) = &state.inner.config.http.admin_token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin writes are off: the daemon has no admin token (set http.admin_token_env)",

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use nifty_pinner::backend::Backend;
 use nifty_pinner::pass::{self, Ending, PassError, PassOptions, PassReport};
-use nifty_scraper::graph::{Ctx, GraphClient, GraphClientConfig, Progress, Stop};
-use nifty_scraper::retry::Backoff;
+use nifty_scraper::graph::{Ctx, Progress, Stop};
 use nifty_state::Store;
 
 use super::schedule::{JobSpec, RunEnd, RunLimits, RunReport, Work};
@@ -94,12 +93,7 @@ fn scrape_job(
     src: &SourceConfig,
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<JobSpec> {
-    let client = GraphClient::new(GraphClientConfig {
-        url: src.url.clone(),
-        api_key: src.api_key.clone(),
-        timeout: Duration::from_millis(src.timeout_ms),
-        backoff: Backoff::default(),
-    })?;
+    let client = crate::scrape::graph_client(src)?;
     let (store, source, src2) = (store.clone(), name.to_owned(), src.clone());
     let work: Work = Arc::new(move |limits: RunLimits| {
         let (store, client, source, src, lock) = (

@@ -508,6 +508,18 @@ pub(crate) fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Generates the chain of `params` and its content index off the async threads, so the
+/// gateway answers as soon as the devnet says it is ready.
+pub async fn live_chain(params: ChainParams) -> anyhow::Result<LiveChain> {
+    tokio::task::spawn_blocking(move || {
+        let live = LiveChain::new(generate(&params));
+        live.ensure_index();
+        live
+    })
+    .await
+    .context("generating the devnet chain")
+}
+
 /// `nifty devnet`: binds its three listeners, generates the chain (whose web URIs name the
 /// gateway), prints [`ready_line`] to stdout, and serves until ctrl-c or SIGTERM.
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
@@ -515,16 +527,8 @@ pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let listeners = Listeners::bind(args.listen, args.cluster_listen, args.gateway_listen).await?;
     let addrs = listeners.addrs()?;
     config.chain.web_base = Some(web_base(addrs.gateway));
-    let params = config.chain.clone();
     let started = std::time::Instant::now();
-    // The content index too, so the gateway answers as soon as the ready line is out.
-    let live = tokio::task::spawn_blocking(move || {
-        let live = LiveChain::new(generate(&params));
-        live.ensure_index();
-        live
-    })
-    .await
-    .context("generating the devnet chain")?;
+    let live = live_chain(config.chain.clone()).await?;
     let chain = live.chain();
     tracing::info!(
         tokens = chain.tokens().len(),

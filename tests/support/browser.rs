@@ -428,6 +428,73 @@ pub fn decode(s: &str) -> String {
     out
 }
 
+/// Every token status, in the order the page lists them.
+pub const TOKEN_STATUSES: [&str; 7] = [
+    "queued",
+    "uri_parse_failed",
+    "no_uri",
+    "content_fetch_failed",
+    "content_parse_failed",
+    "parsed",
+    "linked",
+];
+/// Every pin status.
+pub const PIN_STATUSES: [&str; 6] = [
+    "wanted", "queued", "pinning", "pinned", "retrying", "failed",
+];
+
+/// What the page must show for each `data-k` of the test contract, worked out from the
+/// API's `/api/status` and `/api/failures` answers (statuses absent there show 0; null
+/// source fields show no value and are left out).
+pub fn expected_values(
+    status: &serde_json::Value,
+    failures: &serde_json::Value,
+) -> BTreeMap<String, String> {
+    let mut want = BTreeMap::new();
+    let mut put = |k: String, v: &serde_json::Value| {
+        if let Some(n) = v.as_u64() {
+            want.insert(k, n.to_string());
+        }
+    };
+    for k in ["tokens", "contracts", "pins"] {
+        put(k.to_owned(), &status[k]);
+    }
+    let zero = serde_json::json!(0);
+    for s in TOKEN_STATUSES {
+        put(
+            format!("tokens_by_status.{s}"),
+            status["tokens_by_status"].get(s).unwrap_or(&zero),
+        );
+    }
+    for s in PIN_STATUSES {
+        put(
+            format!("pins_by_status.{s}"),
+            status["pins_by_status"].get(s).unwrap_or(&zero),
+        );
+    }
+    for (q, n) in status["outbox"].as_object().into_iter().flatten() {
+        put(format!("outbox.{q}"), n);
+    }
+    for s in status["sources"].as_array().into_iter().flatten() {
+        let name = s["name"].as_str().unwrap_or_default();
+        put(
+            format!("sources.{name}.cursor_block"),
+            &s["cursor"]["block"],
+        );
+        put(format!("sources.{name}.head"), &s["head"]);
+        put(format!("sources.{name}.lag"), &s["lag"]);
+        put(format!("sources.{name}.tokens"), &s["tokens"]);
+    }
+    for f in failures["failures"].as_array().into_iter().flatten() {
+        let (stage, reason) = (
+            f["stage"].as_str().unwrap_or_default(),
+            f["reason"].as_str().unwrap_or_default(),
+        );
+        put(format!("failures.{stage}.{reason}"), &f["count"]);
+    }
+    want
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
