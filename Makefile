@@ -6,10 +6,10 @@ CARGO ?= cargo
 # One target/ for every build and test, so nothing compiles twice.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help build demo test lint fmt bench clean
+.PHONY: help build demo test lint fmt bench clean chain-tools
 
 help: ## List the targets and what they do
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build the nifty binary and every crate (debug)
 	$(CARGO) build --workspace --locked
@@ -17,8 +17,11 @@ build: ## Build the nifty binary and every crate (debug)
 demo: build ## Build, start a devnet and the daemon over it with the dashboard up (ctrl-c stops)
 	@"$(CARGO_TARGET_DIR)/debug/nifty" demo
 
-test: ## Every test: unit, crash loop, CLI, devnet, end to end, daemon and API, dashboard in headless Chromium (installed if missing), 20 s fuzz per target (what CI runs)
+test: ## Every test: unit, crash loop, CLI, devnet, end to end, daemon and API, dashboard in headless Chromium, chain source on a real anvil node (Chromium, anvil and solc-js installed if missing), 20 s fuzz per target (what CI runs)
 	@CARGO=$(CARGO) scripts/test.sh
+
+chain-tools: ## Install anvil and solc-js (npm) into .tools/chain for the chain-source tests
+	@scripts/install-chain-tools.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -7,6 +7,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # The dashboard's browser tests need Debian's chromium.
 "$(dirname "$0")/install-chromium.sh" || exit 1
+# The chain source's tests need anvil and solc-js (from the npm registry, into .tools/chain).
+"$(dirname "$0")/install-chain-tools.sh" || exit 1
 "${CARGO:-cargo}" test --workspace --locked "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # Then a short, bounded fuzz run of the pinner's parsers; each target counts as a test below.

@@ -90,13 +90,21 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
     /// The source to scrape: a `[sources.NAME]` of the config, or the name to record
-    /// tokens under when `--graph` gives the endpoint [default: the only configured
-    /// source, or `graph` with --graph].
+    /// tokens under when `--graph` or `--rpc` gives the endpoint [default: the only
+    /// configured source, or `graph` / `rpc` with those flags].
     #[arg(long, value_name = "NAME")]
     pub source: Option<String>,
     /// Subgraph GraphQL URL, instead of (or overriding) the source's `url`.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "rpc")]
     pub graph: Option<String>,
+    /// Chain JSON-RPC node URL (an rpc source reading mint logs), instead of (or
+    /// overriding) the source's `url`.
+    #[arg(long, value_name = "URL")]
+    pub rpc: Option<String>,
+    /// rpc: tokenURI/name/symbol calls per JSON-RPC batch or Multicall3 call; 1 sends each
+    /// on its own [default: the source's batch_size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch_size: Option<u32>,
     /// First block [default: the source's start_block].
     #[arg(long, value_name = "BLOCK")]
     pub from: Option<u64>,
@@ -112,8 +120,9 @@ pub struct BackfillArgs {
     /// Resume the job of this name from its cursors (--from and --to come from the job).
     #[arg(long, value_name = "JOB")]
     pub resume: Option<String>,
-    /// Tokens per request (at most 1000) [default: the source's page_size].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Tokens per request (graph, at most 1000), or blocks of the first log query (rpc)
+    /// [default: the source's page_size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub page_size: Option<u32>,
     /// Blocks behind the head treated as final [default: the source's confirmations].
     #[arg(long, value_name = "N")]

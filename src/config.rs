@@ -22,6 +22,22 @@ pub const ENV_PREFIX: &str = "NIFTY_";
 /// graph-node refuses `first` above 1000.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// The widest log query an rpc source may grow to.
+pub const MAX_SPAN: u64 = 1_000_000;
+
+/// A `0x`-prefixed 20-byte hex address.
+pub fn parse_address(s: &str) -> Option<[u8; 20]> {
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+    if hex.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A confirmation depth beyond this is almost surely a typo that would stall scraping.
 pub const MAX_CONFIRMATIONS: u64 = 10_000;
 
@@ -451,7 +467,8 @@ pub struct SourceConfig {
     /// Blocks behind the head that are treated as final.
     #[serde(default = "defaults::confirmations")]
     pub confirmations: u64,
-    /// Tokens (or blocks, for rpc) per request; at most 1000.
+    /// Tokens per request (graph, at most 1000), or the blocks of the first log query
+    /// (rpc, at most `max_span`).
     #[serde(default = "defaults::page_size")]
     pub page_size: u32,
     /// First block to scrape when the source has no cursor yet.
@@ -469,6 +486,25 @@ pub struct SourceConfig {
     /// Milliseconds one request may take before it is abandoned and retried.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
+    /// rpc: only mints of these contract addresses; empty for every contract.
+    #[serde(default)]
+    pub contracts: Vec<String>,
+    /// rpc: `eth_call`s per JSON-RPC batch or Multicall3 `aggregate3`; 1 sends each alone.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: u32,
+    /// rpc: Multicall3's address, used when it has code there; empty to never use it.
+    #[serde(default = "defaults::multicall")]
+    pub multicall: String,
+    /// rpc: the largest block span a log query grows to.
+    #[serde(default = "defaults::max_span")]
+    pub max_span: u64,
+    /// rpc: requests (batches) in flight at once.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    /// rpc: recent blocks remembered and compared with the node before each run; a reorg
+    /// deeper than this stops the source with an error. 0 turns the check off.
+    #[serde(default = "defaults::reorg_depth")]
+    pub reorg_depth: u64,
 }
 
 impl SourceConfig {
@@ -487,6 +523,12 @@ impl SourceConfig {
             budget_secs: defaults::budget_secs(),
             enabled: defaults::enabled(),
             timeout_ms: defaults::timeout_ms(),
+            contracts: vec![],
+            batch_size: defaults::batch_size(),
+            multicall: defaults::multicall(),
+            max_span: defaults::max_span(),
+            concurrency: defaults::concurrency(),
+            reorg_depth: defaults::reorg_depth(),
         }
     }
 }
@@ -507,6 +549,22 @@ impl PartialEq for SourceConfig {
                 self.budget_secs,
                 self.enabled,
             ) == (o.start_block, &o.schedule, o.budget_secs, o.enabled)
+            && self.timeout_ms == o.timeout_ms
+            && (
+                &self.contracts,
+                self.batch_size,
+                &self.multicall,
+                self.max_span,
+                self.concurrency,
+                self.reorg_depth,
+            ) == (
+                &o.contracts,
+                o.batch_size,
+                &o.multicall,
+                o.max_span,
+                o.concurrency,
+                o.reorg_depth,
+            )
     }
 }
 
@@ -528,6 +586,21 @@ mod defaults {
     }
     pub fn timeout_ms() -> u64 {
         30_000
+    }
+    pub fn batch_size() -> u32 {
+        100
+    }
+    pub fn multicall() -> String {
+        nifty_scraper::rpc::MULTICALL3.to_owned()
+    }
+    pub fn max_span() -> u64 {
+        10_000
+    }
+    pub fn concurrency() -> u32 {
+        4
+    }
+    pub fn reorg_depth() -> u64 {
+        128
     }
 }
 
@@ -651,12 +724,24 @@ impl Config {
                 Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
                 Err(e) => return Err(invalid(&key("url"), &shown, &format!("not a URL: {e}"))),
             }
-            if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
-                return Err(invalid(
-                    &key("page_size"),
-                    &s.page_size,
-                    "must be 1 to 1000 (graph-node's cap on `first`)",
-                ));
+            match s.kind {
+                SourceKind::Graph => {
+                    if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
+                        return Err(invalid(
+                            &key("page_size"),
+                            &s.page_size,
+                            "must be 1 to 1000 (graph-node's cap on `first`)",
+                        ));
+                    }
+                    if !s.contracts.is_empty() {
+                        return Err(invalid(
+                            &key("contracts"),
+                            &format!("{:?}", s.contracts),
+                            "is for rpc sources; a subgraph indexes the contracts it was built for",
+                        ));
+                    }
+                }
+                SourceKind::Rpc => self.validate_rpc(name, s)?,
             }
             if s.confirmations > MAX_CONFIRMATIONS {
                 return Err(invalid(
@@ -675,6 +760,60 @@ impl Config {
                 ));
             }
             check_env_name(&key("api_key_env"), &s.api_key_env)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the keys of an rpc source.
+    fn validate_rpc(&self, name: &str, s: &SourceConfig) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let invalid = |k: &str, value: &dyn fmt::Display, problem: &str| ConfigError::Invalid {
+            key: key(k),
+            value: value.to_string(),
+            problem: problem.to_owned(),
+        };
+        if !(1..=MAX_SPAN).contains(&s.max_span) {
+            return Err(invalid(
+                "max_span",
+                &s.max_span,
+                "must be 1 to 1000000 blocks",
+            ));
+        }
+        if !(1..=s.max_span).contains(&u64::from(s.page_size)) {
+            return Err(invalid(
+                "page_size",
+                &s.page_size,
+                &format!("must be 1 to max_span ({}) blocks", s.max_span),
+            ));
+        }
+        if !(1..=1000).contains(&s.batch_size) {
+            return Err(invalid("batch_size", &s.batch_size, "must be 1 to 1000"));
+        }
+        if !(1..=64).contains(&s.concurrency) {
+            return Err(invalid("concurrency", &s.concurrency, "must be 1 to 64"));
+        }
+        if s.reorg_depth > MAX_CONFIRMATIONS {
+            return Err(invalid(
+                "reorg_depth",
+                &s.reorg_depth,
+                "must be at most 10000",
+            ));
+        }
+        if !s.multicall.is_empty() && parse_address(&s.multicall).is_none() {
+            return Err(invalid(
+                "multicall",
+                &format!("{:?}", s.multicall),
+                "must be a 0x-prefixed 20-byte address, or empty to not use Multicall3",
+            ));
+        }
+        for (i, c) in s.contracts.iter().enumerate() {
+            if parse_address(c).is_none() {
+                return Err(invalid(
+                    &format!("contracts[{i}]"),
+                    &format!("{c:?}"),
+                    "must be a 0x-prefixed 20-byte address",
+                ));
+            }
         }
         Ok(())
     }
@@ -1034,6 +1173,28 @@ enabled = true
 # enabled = true
 # # Milliseconds one request may take before it is abandoned and retried.
 # timeout_ms = 30000
+#
+# [sources.palm]
+# kind = "rpc"
+# # Any EVM JSON-RPC node. Keys in the URL's path are never printed.
+# url = "https://palm-mainnet.example/v3/<KEY>"
+# confirmations = 20
+# # Blocks of the first eth_getLogs; ranges shrink when the node refuses and grow back.
+# page_size = 1000
+# # The widest range a query grows to.
+# max_span = 10000
+# # Only these contracts' mints; empty for every ERC-721 on the chain.
+# contracts = []
+# # tokenURI/name/symbol calls per JSON-RPC batch or Multicall3 aggregate3; 1 = unbatched.
+# batch_size = 100
+# # Multicall3, used when it has code at this address; "" never uses it.
+# multicall = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# # Requests in flight at once.
+# concurrency = 4
+# # Recent blocks compared with the node before each run to find reorgs; 0 = off.
+# reorg_depth = 128
+# schedule = "30 */5 * * * *"
+# budget_secs = 240
 "#;
 
 #[cfg(test)]

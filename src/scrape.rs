@@ -1,5 +1,5 @@
-//! `nifty backfill`: wiring the Graph source to the store, with progress, shutdown and a run
-//! record.
+//! `nifty backfill`: wiring a source (a subgraph or a chain node) to the store, with
+//! progress, shutdown and a run record.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nifty_scraper::backfill::{Backfill, Plan};
-use nifty_scraper::graph::{Ctx, GraphClient, GraphClientConfig, Progress, Stop};
+use nifty_scraper::graph::{GraphClient, GraphClientConfig};
 use nifty_scraper::retry::Backoff;
+use nifty_scraper::rpc::{ChainClient, ChainClientConfig};
+use nifty_scraper::{Client, Ctx, Progress, Stop};
 use nifty_state::{RunOutcome, RunRecord};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -23,9 +25,14 @@ use crate::config::{Config, SourceConfig, SourceKind};
 const DRAW_EVERY: Duration = Duration::from_millis(500);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Picks the source a command names, applying `--graph` and the other overrides.
+/// Picks the source a command names, applying `--graph`/`--rpc` and the other overrides.
 fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(String, SourceConfig)> {
-    let adhoc = |url: &str| SourceConfig::new(SourceKind::Graph, url);
+    let (flag_kind, flag_url) = match (&args.graph, &args.rpc) {
+        (Some(u), _) => (SourceKind::Graph, Some(u)),
+        (None, Some(u)) => (SourceKind::Rpc, Some(u)),
+        (None, None) => (SourceKind::Graph, None),
+    };
+    let adhoc = |url: &str| SourceConfig::new(flag_kind, url);
     let known = || {
         config
             .sources
@@ -34,20 +41,20 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (name, mut src) = match (&args.source, &args.graph) {
+    let (name, mut src) = match (&args.source, flag_url) {
         (Some(n), g) => match (config.sources.get(n), g) {
             (Some(s), _) => (n.clone(), s.clone()),
             (None, Some(url)) => (n.clone(), adhoc(url)),
             (None, None) => {
                 return Err(UsageError(format!(
                     "no source named {n:?} in the config (configured: {}); name one, or give \
-                     --graph URL",
+                     --graph URL or --rpc URL",
                     known()
                 ))
                 .into());
             }
         },
-        (None, Some(url)) => ("graph".to_owned(), adhoc(url)),
+        (None, Some(url)) => (flag_kind.to_string(), adhoc(url)),
         (None, None) => match config.sources.iter().next() {
             Some((n, s)) if config.sources.len() == 1 => (n.clone(), s.clone()),
             Some(_) => {
@@ -59,24 +66,35 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
             }
             None => {
                 return Err(UsageError(
-                    "no source configured; give --graph URL or add a [sources.NAME] table".into(),
+                    "no source configured; give --graph URL or --rpc URL, or add a \
+                     [sources.NAME] table"
+                        .into(),
                 )
                 .into());
             }
         },
     };
-    if let Some(url) = &args.graph {
+    if let Some(url) = flag_url {
+        if src.kind != flag_kind {
+            return Err(UsageError(format!(
+                "source {name:?} is kind {}; give its endpoint with --{}",
+                src.kind, src.kind
+            ))
+            .into());
+        }
         src.url = url.clone();
     }
-    if src.kind != SourceKind::Graph {
-        return Err(UsageError(format!(
-            "source {name:?} is kind {}; backfill of rpc sources arrives with the chain source",
-            src.kind
-        ))
-        .into());
-    }
     if let Some(n) = args.page_size {
+        if src.kind == SourceKind::Graph && n > crate::config::MAX_PAGE_SIZE {
+            return Err(UsageError(format!(
+                "--page-size {n}: a subgraph serves at most 1000 rows per request"
+            ))
+            .into());
+        }
         src.page_size = n;
+    }
+    if let Some(n) = args.batch_size {
+        src.batch_size = n;
     }
     if let Some(c) = args.confirmations {
         src.confirmations = c;
@@ -87,14 +105,47 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
     Ok((name, src))
 }
 
-/// The subgraph client of a source.
-pub fn graph_client(src: &SourceConfig) -> anyhow::Result<GraphClient> {
-    Ok(GraphClient::new(GraphClientConfig {
-        url: src.url.clone(),
-        api_key: src.api_key.clone(),
-        timeout: Duration::from_millis(src.timeout_ms),
-        backoff: Backoff::default(),
-    })?)
+/// The client of a source: its subgraph or its chain node.
+pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
+    Ok(match src.kind {
+        SourceKind::Graph => GraphClient::new(GraphClientConfig {
+            url: src.url.clone(),
+            api_key: src.api_key.clone(),
+            timeout: Duration::from_millis(src.timeout_ms),
+            backoff: Backoff::default(),
+        })?
+        .into(),
+        SourceKind::Rpc => {
+            let address = |s: &str, key: &str| {
+                crate::config::parse_address(s)
+                    .map(nifty_state::Address)
+                    .ok_or_else(|| UsageError(format!("{key} {s:?} is not a 20-byte address")))
+            };
+            let contracts = src
+                .contracts
+                .iter()
+                .map(|c| address(c, "contract"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let multicall = match src.multicall.as_str() {
+                "" => None,
+                m => Some(address(m, "multicall")?),
+            };
+            ChainClient::new(ChainClientConfig {
+                url: src.url.clone(),
+                api_key: src.api_key.clone(),
+                timeout: Duration::from_millis(src.timeout_ms),
+                backoff: Backoff::default(),
+                contracts,
+                batch_size: src.batch_size as usize,
+                multicall,
+                start_span: u64::from(src.page_size),
+                max_span: src.max_span.max(u64::from(src.page_size)),
+                concurrency: src.concurrency as usize,
+                reorg_depth: src.reorg_depth,
+            })?
+            .into()
+        }
+    })
 }
 
 /// A shutdown signal: true once SIGINT or SIGTERM arrives.
@@ -236,7 +287,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let client = graph_client(&src)?;
+        let client = source_client(&src)?;
         let progress = Arc::new(Progress::default());
         let ctx = Ctx {
             store: store.clone(),

@@ -161,7 +161,7 @@ fn mints_after_a_run_are_found_by_the_next_run_and_nothing_twice() {
     let run = |progress: Arc<Progress>| {
         let ctx = Ctx {
             store: store.clone(),
-            client: client.clone(),
+            client: client.clone().into(),
             source: "main".into(),
             page_size: 500,
             progress,

@@ -39,6 +39,12 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// A token with no URI because the source could not get one, for the reason the
+    /// source recorded (`reverted`: the chain's `tokenURI` call reverted).
+    pub fn no_uri(reason: &str) -> Self {
+        Self::failed(TokenStatus::NoUri, reason)
+    }
+
     fn failed(status: TokenStatus, reason: impl Into<String>) -> Self {
         Analysis {
             status,

@@ -22,7 +22,7 @@ use nifty_state::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::analysis::{Verdict, analyse_token};
+use crate::analysis::{Analysis, Verdict, analyse_token};
 use crate::backend::{Backend, BackendError, PinMeta, RemoteState};
 use crate::fetch::Fetcher;
 
@@ -377,13 +377,19 @@ pub async fn analyse(
             if let Some(t) = store.token(key)?
                 && t.status == TokenStatus::Queued
             {
-                units.push((*key, t.token_uri));
+                // A source that found no URI says why in the token's reason.
+                let why_none = t.reason.filter(|_| t.token_uri.is_none());
+                units.push((*key, t.token_uri, why_none));
             }
         }
         Ok(units)
     };
-    let work = |(key, uri): (TokenKey, Option<String>)| async move {
-        match analyse_token(fetcher, uri.as_deref()).await {
+    let work = |(key, uri, why_none): (TokenKey, Option<String>, Option<String>)| async move {
+        let verdict = match (&uri, why_none) {
+            (None, Some(why)) => Verdict::Done(Analysis::no_uri(&why)),
+            _ => analyse_token(fetcher, uri.as_deref()).await,
+        };
+        match verdict {
             Verdict::Done(a) => Step::Record {
                 outcome: a.status.name(),
                 error: false,

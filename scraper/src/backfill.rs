@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::{Result, ScrapeError};
-use crate::graph::lane::{Ctx, Lane, Stop, run_lane, stop_requested};
+use crate::lane::{Ctx, Lane, Stop, run_lane, stop_requested};
 use crate::paging::{is_finished, partition, split};
 
 /// Below this many blocks a partition is not split: a second worker would spend more on

@@ -90,6 +90,26 @@ pub enum ScrapeError {
         last: Box<ScrapeError>,
     },
 
+    /// A chain node's request failed in a way retrying the same request will not mend, or
+    /// (inside [`ScrapeError::GaveUp`]) the last of its retries.
+    #[error("{0}")]
+    Rpc(#[from] crate::rpc::RpcFault),
+
+    /// The node's hashes differ from every block the chain source remembers: the chain was
+    /// reorganised deeper than the source looks, so it cannot tell which tokens to take back.
+    #[error(
+        "source {source_name}: the node's chain differs from every remembered block back to block \
+         {oldest} (a reorg deeper than reorg_depth); the tokens stored since then may be \
+         orphaned. Raise reorg_depth and run again, or rewind by hand: nifty cursor rewind \
+         {source_name} --to <block>"
+    )]
+    ReorgTooDeep {
+        /// The source.
+        source_name: String,
+        /// The oldest block remembered.
+        oldest: u64,
+    },
+
     /// The store refused or failed a commit.
     #[error("store: {0}")]
     State(#[from] StateError),
@@ -109,6 +129,7 @@ impl ScrapeError {
             | ScrapeError::GraphQlRetryable(_)
             | ScrapeError::IndexingError => true,
             ScrapeError::State(e) => e.is_retryable(),
+            ScrapeError::Rpc(f) => f.is_retryable(),
             _ => false,
         }
     }
@@ -131,6 +152,16 @@ impl ScrapeError {
             ScrapeError::BadRow { .. } => "bad_row",
             ScrapeError::GaveUp { .. } => "gave_up",
             ScrapeError::State(_) => "store",
+            ScrapeError::Rpc(f) => match f.kind() {
+                "rpc_error" => "rpc_error",
+                "decode" => "rpc_decode",
+                "timeout" => "rpc_timeout",
+                "connect" => "rpc_connect",
+                "http_429" => "rpc_http_429",
+                "http_5xx" => "rpc_http_5xx",
+                _ => "rpc_http_4xx",
+            },
+            ScrapeError::ReorgTooDeep { .. } => "reorg_too_deep",
             ScrapeError::Invalid(_) => "invalid",
         }
     }

@@ -12,6 +12,19 @@
 /// from a failed connection).
 pub const GRAPH_REQUEST_SECONDS: &str = "nifty_graph_request_duration_seconds";
 
+/// Seconds one JSON-RPC request to a chain node took (a batch counts once), each retry
+/// recorded on its own. Labels: `method` (`eth_getLogs`, `eth_call`, `eth_getBlockByNumber`,
+/// `eth_blockNumber`, `eth_getCode`, `other`); `outcome` is `ok`, `rpc_error` (the node
+/// answered with a JSON-RPC error) or one of `http_429`, `http_5xx`, `http_4xx`, `timeout`,
+/// `connect`, `decode`.
+pub const RPC_REQUEST_SECONDS: &str = "nifty_rpc_request_duration_seconds";
+
+/// `eth_getLogs` queries a node refused as too large, so the range was shrunk.
+pub const RPC_RANGE_SHRINKS: &str = "nifty_rpc_range_shrinks_total";
+
+/// Reorgs the chain source found and unwound.
+pub const RPC_REORGS: &str = "nifty_rpc_reorgs_total";
+
 /// Gives the installed recorder the unit and help text of every metric of this crate. Call
 /// once, after installing the recorder; before it, this does nothing.
 pub fn describe() {
@@ -19,6 +32,19 @@ pub fn describe() {
         GRAPH_REQUEST_SECONDS,
         metrics::Unit::Seconds,
         "Duration of one subgraph HTTP request attempt, by op (meta, page) and outcome."
+    );
+    metrics::describe_histogram!(
+        RPC_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one chain node JSON-RPC request (a batch counts once), by method and outcome."
+    );
+    metrics::describe_counter!(
+        RPC_RANGE_SHRINKS,
+        "eth_getLogs queries refused as too large, by source; the range was shrunk."
+    );
+    metrics::describe_counter!(
+        RPC_REORGS,
+        "Reorgs found below a chain source's cursor and unwound, by source."
     );
 }
 

@@ -306,7 +306,7 @@ async fn a_shutdown_during_snapshot_retries_stops_at_once() {
     .unwrap();
     let ctx = Ctx {
         store,
-        client,
+        client: client.into(),
         source: "s".into(),
         page_size: 100,
         progress: Arc::new(Progress::default()),

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use nifty_pinner::backend::Backend;
 use nifty_pinner::pass::{self, Ending, PassError, PassOptions, PassReport};
-use nifty_scraper::graph::{Ctx, Progress, Stop};
+use nifty_scraper::{Ctx, Progress, Stop};
 use nifty_state::Store;
 
 use super::schedule::{JobSpec, RunEnd, RunLimits, RunReport, Work};
-use crate::UsageError;
 use crate::commands::now_ms;
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{Config, SourceConfig};
 
 /// One lock per source cursor: a scrape run holds it for its whole run, and an operator's
 /// cursor move through the API takes it, so a move is never overwritten by the next commit
@@ -27,14 +26,6 @@ pub fn from_config(config: &Config, store: &Store) -> anyhow::Result<(Vec<JobSpe
     let mut jobs = vec![];
     let mut locks = CursorLocks::new();
     for (name, src) in config.sources.iter().filter(|(_, s)| s.enabled) {
-        if src.kind != SourceKind::Graph {
-            return Err(UsageError(format!(
-                "source {name:?} is kind {}: rpc sources arrive with the chain source; set \
-                 `sources.{name}.enabled = false` to run the daemon without it",
-                src.kind
-            ))
-            .into());
-        }
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(name.clone(), Arc::clone(&lock));
         jobs.push(scrape_job(store, name, src, lock)?);
@@ -93,7 +84,7 @@ fn scrape_job(
     src: &SourceConfig,
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<JobSpec> {
-    let client = crate::scrape::graph_client(src)?;
+    let client = crate::scrape::source_client(src)?;
     let (store, source, src2) = (store.clone(), name.to_owned(), src.clone());
     let work: Work = Arc::new(move |limits: RunLimits| {
         let (store, client, source, src, lock) = (
@@ -116,7 +107,7 @@ fn scrape_job(
             };
             let retries = client.stats().retries.load(Ordering::Relaxed);
             let mut stop = limits.stop.clone();
-            let result = nifty_scraper::graph::lane::scrape_source(
+            let result = nifty_scraper::lane::scrape_source(
                 &ctx,
                 src.start_block,
                 src.confirmations,

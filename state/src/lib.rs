@@ -20,5 +20,5 @@ pub use model::{
 };
 pub use store::{
     AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, FailureEntry, LOCK_FILE, Page, PageOutcome,
-    PinUpdate, Resource, SCHEMA_VERSION, Store, StoreOptions,
+    PinUpdate, Resource, SCHEMA_VERSION, Store, StoreOptions, Unwound,
 };

@@ -12,8 +12,10 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
+mod chain;
 mod pinning;
 
+pub use chain::Unwound;
 pub use pinning::{AnalysisRecord, FailureEntry, PinUpdate};
 
 use crate::counters::{self, Deltas};
@@ -159,6 +161,8 @@ struct Trees {
     pin_pending: sled::Tree,
     /// `stage.reason` ‖ 0 ‖ item → when it failed.
     failures: sled::Tree,
+    /// A chain source's recent blocks and the tokens it stored from them (see `chain`).
+    chain: sled::Tree,
 }
 
 /// nifty's store. Cheap to clone; all clones share one database and one lock.
@@ -286,6 +290,7 @@ impl Store {
             pin_users: db.open_tree("pin_users")?,
             pin_pending: db.open_tree("pin_pending")?,
             failures: db.open_tree("failures")?,
+            chain: db.open_tree("chain")?,
         };
         match t.meta.get(META_SCHEMA)? {
             Some(v) => {
@@ -356,6 +361,14 @@ impl Store {
     /// contracts, the advanced cursor and the counters, in one transaction. Tokens already
     /// stored are counted as duplicates and left alone. The cursor may not move backwards.
     pub fn commit_page(&self, page: &Page<'_>) -> Result<PageOutcome> {
+        self.commit(page, None)
+    }
+
+    /// [`Store::commit_page`], and when `blocks` is given (a chain source's own cursor), in
+    /// the same transaction: the block hashes it names and, for each token inserted, which
+    /// block it came from and which outbox item queued it, so a reorg can take it back out
+    /// ([`Store::unwind`]).
+    fn commit(&self, page: &Page<'_>, blocks: Option<&[(u64, [u8; 32])]>) -> Result<PageOutcome> {
         // Encode outside the closure: sled may run it more than once.
         let cursor_bytes = encode("cursor", &page.cursor)?;
         let mut tokens = Vec::with_capacity(page.tokens.len());
@@ -375,8 +388,9 @@ impl Store {
             &t.cursors,
             &t.outbox,
             &t.counters,
+            &t.chain,
         )
-            .transaction(|(meta, tok, con, cur, outbox, cnt)| {
+            .transaction(|(meta, tok, con, cur, outbox, cnt, chain)| {
                 if let Some(old) = cur.get(name)? {
                     let old: Cursor = tx_decode("cursors", name.as_bytes(), &old)?;
                     if page.cursor.position < old.position {
@@ -390,6 +404,7 @@ impl Store {
                 let mut d = Deltas::default();
                 let mut outcome = PageOutcome::default();
                 let mut inserted = Vec::with_capacity(tokens.len());
+                let mut mint_blocks = Vec::new();
                 // Most of a page shares source, status and reason: count runs, not tokens,
                 // so counter names are built once per run.
                 let mut run: Option<(&str, TokenStatus, Option<&str>, i64)> = None;
@@ -400,6 +415,9 @@ impl Store {
                     }
                     tok.insert(&kbytes[..], &value[..])?;
                     inserted.push(*key);
+                    if blocks.is_some() {
+                        mint_blocks.push(token.mint_block);
+                    }
                     let this = (token.source.as_str(), token.status, token.reason.as_deref());
                     match &mut run {
                         Some((s, st, r, n)) if (*s, *st, *r) == this => *n += 1,
@@ -416,8 +434,11 @@ impl Store {
                 }
                 outcome.inserted = inserted.len() as u64;
                 if !inserted.is_empty() {
-                    let item = tx_encode("outbox item", &WorkItem::Analyse(inserted))?;
                     let seq = next_seq(meta, META_SEQ_OUTBOX)?;
+                    for (key, block) in inserted.iter().zip(&mint_blocks) {
+                        chain.insert(chain::token_entry(name, *block, key), &seq.to_be_bytes())?;
+                    }
+                    let item = tx_encode("outbox item", &WorkItem::Analyse(inserted))?;
                     outbox.insert(
                         &OutboxKey {
                             queue: Queue::Analyse,
@@ -427,6 +448,9 @@ impl Store {
                         item,
                     )?;
                     d.add(counters::outbox(Queue::Analyse), 1);
+                }
+                for (block, hash) in blocks.unwrap_or_default() {
+                    chain.insert(chain::block_entry(name, *block), &hash[..])?;
                 }
                 for (addr, value) in &contracts {
                     if con.get(addr)?.is_none() {

@@ -11,6 +11,7 @@ use tracing::{debug, instrument, warn};
 
 use super::queries::{Meta, Page, meta, page};
 use crate::error::{Result, ScrapeError};
+pub use crate::lane::Snapshot;
 use crate::metrics::GRAPH_REQUEST_SECONDS;
 use crate::retry::Backoff;
 
@@ -47,15 +48,6 @@ impl std::fmt::Debug for GraphClientConfig {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// The block a run pages: the head minus confirmations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The subgraph's head when asked.
-    pub head: u64,
-    /// The snapshot block every query of the run passes as `block: { number }`.
-    pub block: u64,
 }
 
 /// A subgraph client. Cheap to clone: clones share the connection pool and counters.

@@ -58,14 +58,14 @@ pub struct FailureEntry {
     pub at_ms: UnixMillis,
 }
 
-fn user_key(cid: &[u8], token: &TokenKey) -> Vec<u8> {
+pub(super) fn user_key(cid: &[u8], token: &TokenKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(cid.len() + TokenKey::LEN);
     k.extend_from_slice(cid);
     k.extend_from_slice(&token.encode());
     k
 }
 
-fn failure_key(stage: &str, reason: &str, item: &[u8]) -> Vec<u8> {
+pub(super) fn failure_key(stage: &str, reason: &str, item: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(stage.len() + reason.len() + 2 + item.len());
     k.extend_from_slice(stage.as_bytes());
     k.push(b'.');
