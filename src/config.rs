@@ -322,11 +322,51 @@ pub struct JobsConfig {
     /// tick, so a restarted daemon picks up where it stopped at once.
     pub run_at_start: bool,
     /// Metadata analysis of newly scraped tokens.
+    #[serde(deserialize_with = "job_or_default::analyse")]
     pub analyse: JobConfig,
     /// Pin requests for newly found CIDs.
+    #[serde(deserialize_with = "job_or_default::pin")]
     pub pin: JobConfig,
     /// Status follow-up of requested pins, and retries of failed ones.
+    #[serde(deserialize_with = "job_or_default::follow")]
     pub follow: JobConfig,
+}
+
+/// A `[jobs.NAME]` table may set only some keys (`enabled = false` alone, say); the others
+/// keep that job's defaults.
+mod job_or_default {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{JobConfig, JobsConfig};
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Partial {
+        schedule: Option<String>,
+        budget_secs: Option<u64>,
+        enabled: Option<bool>,
+    }
+
+    fn over<'de, D: Deserializer<'de>>(d: D, base: JobConfig) -> Result<JobConfig, D::Error> {
+        let p = Partial::deserialize(d)?;
+        Ok(JobConfig {
+            schedule: p.schedule.unwrap_or(base.schedule),
+            budget_secs: p.budget_secs.unwrap_or(base.budget_secs),
+            enabled: p.enabled.unwrap_or(base.enabled),
+        })
+    }
+
+    pub fn analyse<'de, D: Deserializer<'de>>(d: D) -> Result<JobConfig, D::Error> {
+        over(d, JobsConfig::default().analyse)
+    }
+
+    pub fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<JobConfig, D::Error> {
+        over(d, JobsConfig::default().pin)
+    }
+
+    pub fn follow<'de, D: Deserializer<'de>>(d: D) -> Result<JobConfig, D::Error> {
+        over(d, JobsConfig::default().follow)
+    }
 }
 
 impl Default for JobsConfig {
@@ -1232,6 +1272,70 @@ mod tests {
     }
 
     #[test]
+    fn a_job_table_may_set_only_some_keys() {
+        let c = load(
+            "[jobs.pin]\nenabled = false\n[jobs.follow]\nbudget_secs = 7\n",
+            &[],
+        )
+        .unwrap();
+        let d = JobsConfig::default();
+        assert_eq!(
+            c.jobs.pin,
+            JobConfig {
+                enabled: false,
+                ..d.pin.clone()
+            }
+        );
+        assert_eq!(
+            c.jobs.follow,
+            JobConfig {
+                budget_secs: 7,
+                ..d.follow.clone()
+            }
+        );
+        assert_eq!(c.jobs.analyse, d.analyse);
+        let err = load("[jobs.pin]\nschedul = \"* * * * * *\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("schedul"), "{err}");
+    }
+
+    #[test]
+    fn rpc_sources_take_their_keys_and_refuse_bad_ones() {
+        let rpc = "[sources.palm]\nkind = \"rpc\"\nurl = \"http://127.0.0.1:8545\"\n";
+        let c = load(rpc, &[]).unwrap();
+        let s = &c.sources["palm"];
+        assert_eq!(
+            (s.batch_size, s.max_span, s.reorg_depth),
+            (100, 10_000, 128)
+        );
+        assert_eq!(s.multicall, nifty_scraper::rpc::MULTICALL3);
+        // A start span above the subgraph's 1000 is fine for a node.
+        assert!(load(&format!("{rpc}page_size = 5000\n"), &[]).is_ok());
+        let cases = [
+            (
+                "page_size = 20000",
+                "`sources.palm.page_size` = 20000: must be 1 to max_span",
+            ),
+            ("max_span = 0", "`sources.palm.max_span` = 0"),
+            (
+                "batch_size = 0",
+                "`sources.palm.batch_size` = 0: must be 1 to 1000",
+            ),
+            ("concurrency = 65", "`sources.palm.concurrency` = 65"),
+            ("multicall = \"0x12\"", "`sources.palm.multicall`"),
+            ("contracts = [\"0xzz\"]", "`sources.palm.contracts[0]`"),
+        ];
+        for (line, want) in cases {
+            let err = load(&format!("{rpc}{line}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+        let graph = format!("{SOURCE}contracts = [\"0x{}\"]\n", "ab".repeat(20));
+        let err = load(&graph, &[]).unwrap_err().to_string();
+        assert!(err.contains("is for rpc sources"), "{err}");
+    }
+
+    #[test]
     fn every_key_is_documented_in_the_template() {
         let mut c = Config::default();
         c.sources.insert(
@@ -1344,11 +1448,7 @@ mod tests {
                 &[],
                 "`jobs.follow.budget_secs` = 0: must be 1 to 86400 seconds",
             ),
-            (
-                "[jobs.analyse]\nbudget_secs = 5",
-                &[],
-                "missing field `schedule`",
-            ),
+            ("[jobs.analyse]\nbudget = 5", &[], "unknown field `budget`"),
             (
                 &format!("{SOURCE}budget_secs = 0"),
                 &[],

@@ -93,8 +93,8 @@ pub struct Fetched {
     pub contracts: Vec<(Address, Contract)>,
     /// Hashes of the mint blocks and of `to`, for the reorg check.
     pub blocks: Vec<(u64, [u8; 32])>,
-    /// Mints seen that were stored already.
-    pub known: u64,
+    /// The blocks of mints seen that were stored already.
+    pub known: Vec<u64>,
 }
 
 /// The mints of `[from, ≤ end]`: the span shrinks on refusals until a query passes.
@@ -182,10 +182,10 @@ async fn fetch(
 ) -> Result<Fetched> {
     let (to, all) = logs(ctx, client, span, from, end).await?;
     let mut fresh = Vec::with_capacity(all.len());
-    let mut known = 0;
+    let mut known = vec![];
     for m in all {
         if ctx.store.token(&m.key)?.is_some() {
-            known += 1;
+            known.push(m.block);
         } else {
             fresh.push(m);
         }
@@ -295,6 +295,7 @@ fn commit(ctx: &Ctx, lane: &Lane, snap: Snapshot, mut f: Fetched, depth: u64) ->
     if f.to > end {
         f.tokens.retain(|(_, t)| t.mint_block <= end);
         f.blocks.retain(|(b, _)| *b <= end);
+        f.known.retain(|b| *b <= end);
         f.to = end;
     }
     let position = Position::start_of(f.to.saturating_add(1));
@@ -331,7 +332,7 @@ fn commit(ctx: &Ctx, lane: &Lane, snap: Snapshot, mut f: Fetched, depth: u64) ->
     let p = &ctx.progress;
     p.tokens.fetch_add(out.inserted, Ordering::Relaxed);
     p.duplicates
-        .fetch_add(out.duplicates + f.known, Ordering::Relaxed);
+        .fetch_add(out.duplicates + f.known.len() as u64, Ordering::Relaxed);
     p.pages.fetch_add(1, Ordering::Relaxed);
     debug!(cursor = %lane.name, position = %position, inserted = out.inserted, "range committed");
     Ok(position.block > end)
