@@ -573,6 +573,17 @@ impl SourceConfig {
     }
 }
 
+impl SourceConfig {
+    /// The URL as safe to print: a subgraph's with the key after `/api/` masked, a node's
+    /// with its whole path masked (providers put keys anywhere in it).
+    pub fn shown_url(&self) -> String {
+        match self.kind {
+            SourceKind::Graph => redact_url(&self.url),
+            SourceKind::Rpc => nifty_scraper::rpc::redact_rpc_url(&self.url),
+        }
+    }
+}
+
 impl PartialEq for SourceConfig {
     fn eq(&self, o: &Self) -> bool {
         // The resolved secret is not configuration; the variable naming it is.
@@ -758,7 +769,7 @@ impl Config {
                     "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
                 ));
             }
-            let shown = format!("{:?}", redact_url(&s.url));
+            let shown = format!("{:?}", s.shown_url());
             match url::Url::parse(&s.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
@@ -1007,7 +1018,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         for s in shown.sources.values_mut() {
-            s.url = redact_url(&s.url);
+            s.url = s.shown_url();
         }
         shown.cluster.url = redact_url(&shown.cluster.url);
         shown.gateway.url = redact_url(&shown.gateway.url);
@@ -1269,6 +1280,19 @@ mod tests {
             .replace("<SUBGRAPH_ID>", "abc");
         let c = load(&uncommented, &[("NIFTY_GRAPH_API_KEY", "k")]).unwrap();
         assert_eq!(c.sources["mainnet"].page_size, 1000);
+    }
+
+    #[test]
+    fn node_keys_in_a_url_path_never_show() {
+        let text = "[sources.eth]\nkind = \"rpc\"\nurl = \"https://eth.example/v2/SECRETKEY123\"\n";
+        let c = load(text, &[]).unwrap();
+        assert_eq!(
+            c.sources["eth"].shown_url(),
+            "https://eth.example/<redacted>"
+        );
+        let bad = "[sources.eth]\nkind = \"rpc\"\nurl = \"wss://eth.example/ws/v3/SECRETKEY123\"\n";
+        let err = load(bad, &[]).unwrap_err().to_string();
+        assert!(!err.contains("SECRETKEY123"), "{err}");
     }
 
     #[test]

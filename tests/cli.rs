@@ -350,13 +350,12 @@ fn bad_arguments_and_unreachable_daemons_get_clear_errors() {
     let d = tempfile::tempdir().unwrap();
     write_config(
         d.path(),
-        "[http]\nlisten = \"127.0.0.1:0\"\n[sources.chain]\nkind = \"rpc\"\nurl = \"http://127.0.0.1:9\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[sources.chain]\nkind = \"rpc\"\nurl = \"http://127.0.0.1:9/v2/KEY-1234\"\nmulticall = \"0x12\"\n",
     );
     let (code, _, err) = text(&nifty(d.path(), &["run"], &[]));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("source \"chain\" is kind rpc")
-            && err.contains("sources.chain.enabled = false"),
+        err.contains("`sources.chain.multicall` = \"0x12\"") && !err.contains("KEY-1234"),
         "{err}"
     );
     // A daemon asked for admin writes refuses to start without the token; commands that

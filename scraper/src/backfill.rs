@@ -309,8 +309,8 @@ impl Backfill {
             };
             if snap.block < self.max_end() {
                 return Err(ScrapeError::Invalid(format!(
-                    "the subgraph's snapshot block {} is behind the job's end {}; wait for it to \
-                     index further, then resume",
+                    "the source's snapshot block {} is behind the job's end {}; wait for it to \
+                     catch up, then resume",
                     snap.block,
                     self.max_end()
                 )));

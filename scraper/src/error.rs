@@ -99,9 +99,10 @@ pub enum ScrapeError {
     /// reorganised deeper than the source looks, so it cannot tell which tokens to take back.
     #[error(
         "source {source_name}: the node's chain differs from every remembered block back to block \
-         {oldest} (a reorg deeper than reorg_depth); the tokens stored since then may be \
-         orphaned. Raise reorg_depth and run again, or rewind by hand: nifty cursor rewind \
-         {source_name} --to <block>"
+         {oldest} (a reorg deeper than reorg_depth, or the URL now names another chain). \
+         Tokens stored from blocks since the fork may be orphaned. Check the node; to scrape \
+         again from before the fork: nifty cursor rewind {source_name} <block> (tokens already \
+         stored stay)"
     )]
     ReorgTooDeep {
         /// The source.

@@ -86,6 +86,9 @@ pub enum CallResult {
     Ok(Vec<u8>),
     /// The call reverted (or hit an invalid opcode).
     Reverted,
+    /// The node could not run the call to the end for another reason (out of gas, a
+    /// broken contract): its words, kept as the token's reason.
+    Failed(String),
 }
 
 /// A block's hash and timestamp.
@@ -125,7 +128,8 @@ impl std::fmt::Debug for ChainClient {
 /// True when a node's error for a call says it reverted.
 fn is_revert(e: &JsonRpcError) -> bool {
     let m = e.message.to_ascii_lowercase();
-    e.code == 3 || m.contains("revert") || m.contains("invalid opcode")
+    // -32015: Nethermind and OpenEthereum's "VM execution error", the revert in `data`.
+    e.code == 3 || e.code == -32015 || m.contains("revert") || m.contains("invalid opcode")
 }
 
 impl ChainClient {
@@ -363,8 +367,9 @@ impl ChainClient {
                     } else {
                         match self.transport().batch(method, ps.clone()).await {
                             // A node that refuses batches answers with one error: ask
-                            // this chunk's requests one by one instead.
-                            Err(RpcFault::Rpc(e)) => {
+                            // this chunk's requests one by one instead (a rate limit is
+                            // only a rate limit: waited out like any passing failure).
+                            Err(RpcFault::Rpc(e)) if !is_transient_rpc(&e) => {
                                 debug!(code = e.code, message = %e.message, "batch refused");
                                 self.one_by_one(method, ps).await
                             }
@@ -494,6 +499,7 @@ impl ChainClient {
                 .batched_single("eth_call", params, "aggregate3 calls")
                 .await?;
             let mut out = Vec::with_capacity(calls.len());
+            let mut failed = vec![];
             for (chunk, a) in chunks.iter().zip(answers) {
                 let decoded = match a {
                     Ok(v) => hex_bytes(&v)
@@ -502,19 +508,29 @@ impl ChainClient {
                     Err(e) => Err(format!("{}: {}", e.code, e.message)),
                 };
                 match decoded {
-                    Ok(results) => out.extend(results.into_iter().map(|(ok, data)| {
-                        if ok {
-                            CallResult::Ok(data)
-                        } else {
-                            CallResult::Reverted
+                    Ok(results) => {
+                        for (ok, data) in results {
+                            if !ok {
+                                failed.push(out.len());
+                            }
+                            out.push(CallResult::Ok(data));
                         }
-                    })),
+                    }
                     Err(why) => {
                         // aggregate3 itself failed (gas, a node limit): ask these calls
                         // plainly instead.
                         warn!(calls = chunk.len(), why = %why, "aggregate3 failed; calling one by one in a batch");
                         out.extend(self.plain_calls(chunk).await?);
                     }
+                }
+            }
+            // A sub-call that failed may have been starved of gas by the others in its
+            // aggregate3: each is asked again on its own before it counts as reverted.
+            if !failed.is_empty() {
+                let again: Vec<(Address, Vec<u8>)> =
+                    failed.iter().map(|i| calls[*i].clone()).collect();
+                for (i, r) in failed.into_iter().zip(self.plain_calls(&again).await?) {
+                    out[i] = r;
                 }
             }
             return Ok(out);
@@ -565,7 +581,9 @@ impl ChainClient {
                     ScrapeError::Rpc(RpcFault::Decode("eth_call answer is not hex".into()))
                 }),
                 Err(e) if is_revert(&e) => Ok(CallResult::Reverted),
-                Err(e) => Err(ScrapeError::Rpc(RpcFault::Rpc(e))),
+                // Out of gas, a bad jump: the node ran the call and it failed. The token
+                // records why; the range goes on.
+                Err(e) => Ok(CallResult::Failed(e.message)),
             })
             .collect()
     }
@@ -581,7 +599,7 @@ fn bad_block(b: u64, field: &str) -> ScrapeError {
 fn hex_bytes(v: &Value) -> Option<Vec<u8>> {
     let s = v.as_str()?;
     let digits = s.strip_prefix("0x")?;
-    if digits.len() % 2 != 0 {
+    if digits.len() % 2 != 0 || !digits.is_ascii() {
         return None;
     }
     (0..digits.len())
@@ -626,6 +644,11 @@ mod tests {
         assert!(is_revert(&e(3, "execution reverted: uri withheld")));
         assert!(is_revert(&e(-32000, "execution reverted")));
         assert!(is_revert(&e(-32015, "VM execution error: invalid opcode")));
+        assert!(is_revert(&e(-32015, "VM execution error.")));
+        assert!(!is_revert(&e(
+            -32000,
+            "err: out of gas (supplied gas 50000000)"
+        )));
         assert!(!is_revert(&e(-32603, "internal error")));
     }
 
@@ -636,5 +659,6 @@ mod tests {
         assert_eq!(hex_bytes(&json!("0x1")), None);
         assert_eq!(hex_bytes(&json!("01")), None);
         assert_eq!(hex_bytes(&json!(1)), None);
+        assert_eq!(hex_bytes(&json!("0x1é1")), None);
     }
 }

@@ -25,6 +25,10 @@ use crate::metrics::RPC_RANGE_SHRINKS;
 /// The reason recorded on a token whose `tokenURI` call reverted.
 pub const REVERTED: &str = "reverted";
 
+/// The reason recorded on a token whose `tokenURI` call failed other than by reverting (out
+/// of gas, a broken contract).
+pub const CALL_FAILED: &str = "call_failed";
+
 /// A mint read from a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mint {
@@ -159,19 +163,47 @@ fn uri_of(r: &CallResult) -> (Option<String>, Option<String>) {
             Err(e) => (None, Some(e.reason().to_owned())),
         },
         CallResult::Reverted => (None, Some(REVERTED.to_owned())),
+        CallResult::Failed(_) => (None, Some(CALL_FAILED.to_owned())),
     }
 }
 
 fn string_of(r: &CallResult) -> Option<String> {
     match r {
         CallResult::Ok(data) => decode_string(data).ok(),
-        CallResult::Reverted => None,
+        CallResult::Reverted | CallResult::Failed(_) => None,
     }
 }
 
-/// Reads `[from, ≤ end]` and everything its new tokens need. `known_contracts` holds the
-/// contracts already asked about in this run.
+/// Words of the fault [`check_blocks`] raises.
+const CHANGED: &str = "changed while its range was read";
+
+/// Reads `[from, ≤ end]` and everything its new tokens need; reads it again (with backoff)
+/// when the node switched chains midway. `known_contracts` holds the contracts already
+/// asked about in this run.
 async fn fetch(
+    ctx: &Ctx,
+    client: &ChainClient,
+    span: &mut Span,
+    from: u64,
+    end: u64,
+    remember: bool,
+    known_contracts: &mut HashSet<Address>,
+) -> Result<Fetched> {
+    let max = client.config().backoff.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        match fetch_once(ctx, client, span, from, end, remember, known_contracts).await {
+            Err(ScrapeError::Rpc(f)) if f.to_string().contains(CHANGED) && attempt + 1 < max => {
+                attempt += 1;
+                warn!(source = %ctx.source, from, attempt, error = %f, "reading the range again");
+                client.back_off(attempt, &f).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_once(
     ctx: &Ctx,
     client: &ChainClient,
     span: &mut Span,
@@ -270,7 +302,7 @@ async fn fetch(
 fn check_blocks(fresh: &[Mint], infos: &BTreeMap<u64, BlockInfo>, end: Option<u64>) -> Result<()> {
     let mismatch = |b: u64| {
         ScrapeError::Rpc(RpcFault::Decode(format!(
-            "block {b} changed while its range was read (a reorg at the node); reading again"
+            "block {b} {CHANGED} (a reorg at the node)"
         )))
     };
     for m in fresh {
@@ -356,7 +388,7 @@ pub async fn run(
     let mut from = lane.lock().position.block;
     let mut pending: Option<Pending> = None;
     let mut known_contracts: HashSet<Address> = HashSet::new();
-    let remember = !lane.bounded;
+    let remember = !lane.bounded && depth > 0;
     loop {
         let end = lane.end();
         if from > end {
@@ -473,6 +505,10 @@ mod tests {
         assert_eq!(
             uri_of(&CallResult::Reverted),
             (None, Some("reverted".into()))
+        );
+        assert_eq!(
+            uri_of(&CallResult::Failed("out of gas".into())),
+            (None, Some("call_failed".into()))
         );
         assert_eq!(
             uri_of(&CallResult::Ok(vec![])),

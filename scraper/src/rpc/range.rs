@@ -16,7 +16,7 @@ pub enum Advice {
 }
 
 /// Words providers use to refuse a range as too large or too heavy.
-const TOO_LARGE: [&str; 16] = [
+const TOO_LARGE: &[&str] = &[
     "query returned more than",
     "more than 10000 results",
     "too many results",
@@ -32,45 +32,72 @@ const TOO_LARGE: [&str; 16] = [
     "response size exceeded",
     "response size should not",
     "log response size exceeded",
+    "response size is larger",
     "query timeout exceeded",
 ];
 
 /// Reads a failed `eth_getLogs` of `[from, to]`.
 pub fn advise(fault: &RpcFault, from: u64, to: u64) -> Advice {
     match fault {
-        // 413: the request or its answer is too large; 503: gateways that give up on heavy
-        // queries. Both: a smaller range, after the backoff a 503 also earns.
-        RpcFault::Http { status: 413, .. } | RpcFault::Http { status: 503, .. } => {
-            Advice::Shrink(None)
-        }
-        RpcFault::Rpc(e) => {
-            let m = e.message.to_ascii_lowercase();
-            if let Some((a, b)) = suggested_range(&e.message)
-                && b >= a
-            {
-                // The node names a range that works from our start: take its end. One with
-                // another start still tells the span it accepts.
-                let span = b - a + 1;
-                let end = if a == from {
-                    b
-                } else {
-                    from.saturating_add(span - 1)
-                };
-                return Advice::Shrink(Some(end.min(to)));
-            }
-            if e.code == -32005 || TOO_LARGE.iter().any(|n| m.contains(n)) {
-                return Advice::Shrink(limit(&m).map(|n| from.saturating_add(n - 1).min(to)));
-            }
-            if super::transport::is_transient_rpc(e) {
-                Advice::Retry
-            } else {
-                Advice::Fail
-            }
-        }
+        // A JSON-RPC refusal sent with an HTTP error status (Alchemy answers 400) is read
+        // for its words first.
+        RpcFault::Http {
+            rpc: Some(e),
+            status,
+            ..
+        } => match advise_rpc(e, from, to) {
+            Advice::Fail if *status == 408 || *status == 429 || *status >= 500 => Advice::Retry,
+            other => other,
+        },
+        // 413: the request or its answer is too large; 503 and 504: gateways that give up
+        // on heavy queries. All: a smaller range (a 503 also waits a little).
+        RpcFault::Http {
+            status: 413 | 503 | 504,
+            ..
+        } => Advice::Shrink(None),
+        // A query that outlived the client's timeout was too heavy for the node.
+        RpcFault::Transport { timeout: true, .. } => Advice::Shrink(None),
+        RpcFault::Rpc(e) => advise_rpc(e, from, to),
         other if other.is_retryable() => Advice::Retry,
         _ => Advice::Fail,
     }
 }
+
+fn advise_rpc(e: &ethers_providers::JsonRpcError, from: u64, to: u64) -> Advice {
+    let m = e.message.to_ascii_lowercase();
+    if let Some((a, b)) = suggested_range(&e.message)
+        && b >= a
+    {
+        // The node names a range that works from our start: take its end. One with another
+        // start still tells the span it accepts.
+        let span = b - a;
+        let end = if a == from {
+            b
+        } else {
+            from.saturating_add(span)
+        };
+        return Advice::Shrink(Some(end.min(to)));
+    }
+    if TOO_LARGE.iter().any(|n| m.contains(n)) || TIMED_OUT.iter().any(|n| m.contains(n)) {
+        return Advice::Shrink(limit(&m).map(|n| from.saturating_add(n - 1).min(to)));
+    }
+    // Rate limits (Infura sends them as -32005 too) wait; they say nothing of the range.
+    if super::transport::is_transient_rpc(e) {
+        return Advice::Retry;
+    }
+    if e.code == -32005 {
+        return Advice::Shrink(None);
+    }
+    Advice::Fail
+}
+
+/// Words of a node that gave up on a heavy query.
+const TIMED_OUT: [&str; 4] = [
+    "request timed out",
+    "context deadline exceeded",
+    "execution timeout",
+    "query timeout",
+];
 
 fn hex_number(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -114,7 +141,7 @@ pub fn limit(message: &str) -> Option<u64> {
         digits
             .parse::<u64>()
             .ok()
-            .map(|n| n * mult)
+            .and_then(|n| n.checked_mul(mult))
             .filter(|n| *n > 0)
     })
 }
@@ -197,6 +224,7 @@ mod tests {
             status,
             retry_after: None,
             snippet: String::new(),
+            rpc: None,
         }
     }
 
@@ -243,6 +271,42 @@ mod tests {
             ),
             (http(413), Advice::Shrink(None)),
             (http(503), Advice::Shrink(None)),
+            (http(504), Advice::Shrink(None)),
+            (
+                RpcFault::Http {
+                    status: 400,
+                    retry_after: None,
+                    snippet: String::new(),
+                    rpc: Some(JsonRpcError {
+                        code: -32600,
+                        message: "this block range should work: [0x100, 0x1ff]".into(),
+                        data: None,
+                    }),
+                },
+                Advice::Shrink(Some(0x1ff)),
+            ),
+            (
+                RpcFault::Http {
+                    status: 400,
+                    retry_after: None,
+                    snippet: String::new(),
+                    rpc: Some(JsonRpcError {
+                        code: -32600,
+                        message: "Response size is larger than 150MB limit".into(),
+                        data: None,
+                    }),
+                },
+                Advice::Shrink(None),
+            ),
+            (
+                rpc(-32005, "daily request count exceeded, request rate limited"),
+                Advice::Retry,
+            ),
+            (rpc(-32002, "request timed out"), Advice::Shrink(None)),
+            (
+                rpc(-32000, "context deadline exceeded"),
+                Advice::Shrink(None),
+            ),
             (http(502), Advice::Retry),
             (http(429), Advice::Retry),
             (rpc(-32603, "internal error"), Advice::Retry),
@@ -251,6 +315,13 @@ mod tests {
                 RpcFault::Transport {
                     timeout: true,
                     message: "timed out".into(),
+                },
+                Advice::Shrink(None),
+            ),
+            (
+                RpcFault::Transport {
+                    timeout: false,
+                    message: "connection refused".into(),
                 },
                 Advice::Retry,
             ),
@@ -286,6 +357,19 @@ mod tests {
         assert_eq!(limit("maximum block range of 500"), Some(500));
         assert_eq!(limit("limited to a lot"), None);
         assert_eq!(limit("limited to a 0 range"), None);
+        assert_eq!(limit("limited to a 99999999999999999999k range"), None);
+        // A suggestion spanning every block does not overflow.
+        assert_eq!(
+            advise(
+                &rpc(
+                    -32602,
+                    "this block range should work: [0x0, 0xffffffffffffffff]"
+                ),
+                0,
+                9
+            ),
+            Advice::Shrink(Some(9))
+        );
     }
 
     #[test]

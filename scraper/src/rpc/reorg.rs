@@ -18,15 +18,28 @@ pub async fn check(ctx: &Ctx, client: &ChainClient) -> Result<Option<Unwound>> {
     if depth == 0 {
         return Ok(None);
     }
-    let recent = ctx
+    let Some(cursor) = ctx.store.cursor(&ctx.source)? else {
+        return Ok(None);
+    };
+    // Blocks at or after the cursor are not committed (an operator rewound it): what is
+    // remembered of them says nothing.
+    let mut recent = ctx
         .store
         .recent_blocks(&ctx.source, usize::try_from(depth).unwrap_or(usize::MAX))?;
+    recent.retain(|(b, _)| *b < cursor.position.block);
     let Some(&(newest, newest_hash)) = recent.first() else {
         return Ok(None);
     };
     let now = client.blocks(&[newest]).await?;
-    if now.get(&newest).map(|b| b.hash.0) == Some(newest_hash) {
-        return Ok(None);
+    match now.get(&newest) {
+        Some(b) if b.hash.0 == newest_hash => return Ok(None),
+        Some(_) => {}
+        None => {
+            // A node behind the block (a lagging backend behind a load balancer) proves
+            // nothing; the next run asks again.
+            info!(source = %ctx.source, block = newest, "the node does not have the newest committed block yet; reorg check skipped");
+            return Ok(None);
+        }
     }
     let numbers: Vec<u64> = recent.iter().map(|(b, _)| *b).collect();
     let canonical = client.blocks(&numbers).await?;

@@ -33,6 +33,9 @@ pub enum RpcFault {
         retry_after: Option<Duration>,
         /// The start of the body, secrets removed.
         snippet: String,
+        /// The JSON-RPC error the body held, when it held one (Alchemy sends its range
+        /// refusals with HTTP 400).
+        rpc: Option<JsonRpcError>,
     },
     /// The request did not complete (refused, reset, timed out).
     #[error("request to the node failed: {message}")]
@@ -239,10 +242,20 @@ impl HttpTransport {
             .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let bytes = resp.bytes().await.map_err(|e| self.transport_fault(e))?;
         if !status.is_success() {
+            let rpc = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| match v {
+                    Value::Array(mut items) if !items.is_empty() => Some(items.swap_remove(0)),
+                    Value::Array(_) => None,
+                    other => Some(other),
+                })
+                .and_then(|v| v.get("error").cloned())
+                .and_then(|e| serde_json::from_value::<JsonRpcError>(e).ok());
             return Err(RpcFault::Http {
                 status: status.as_u16(),
                 retry_after,
                 snippet: snippet(&self.secrets, &bytes),
+                rpc,
             });
         }
         serde_json::from_slice(&bytes)
@@ -437,6 +450,7 @@ mod tests {
             status: 413,
             retry_after: None,
             snippet: "too large".into(),
+            rpc: None,
         };
         match fault_of(ProviderError::from(f)) {
             RpcFault::Http { status, .. } => assert_eq!(status, 413),

@@ -11,6 +11,8 @@
 //! the same transaction as the cursor moves back, and the source scrapes the new blocks.
 //! Only the newest blocks are kept ([`Store::forget_blocks_before`]).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
@@ -169,6 +171,7 @@ impl Store {
             let mut cursor: Cursor = tx_decode("cursors", name.as_bytes(), &old)?;
             let mut d = Deltas::default();
             let mut removed = 0;
+            let mut by_item: BTreeMap<u64, BTreeSet<TokenKey>> = BTreeMap::new();
             for (block, key, seq) in &tokens {
                 let k = key.encode();
                 let Some(v) = tok.get(k)? else { continue };
@@ -190,7 +193,10 @@ impl Store {
                     }
                     users.remove(user_key(cid, key))?;
                 }
-                drop_from_item(outbox, &mut d, *seq, key)?;
+                by_item.entry(*seq).or_default().insert(*key);
+            }
+            for (seq, keys) in &by_item {
+                drop_from_item(outbox, &mut d, *seq, keys)?;
             }
             for k in &keys {
                 chain.remove(&k[..])?;
@@ -214,13 +220,14 @@ impl Store {
     }
 }
 
-/// Takes `key` out of the analysis item `seq`, removing the item when it empties, so an
-/// orphaned token is not analysed and a re-scraped one is not queued twice.
+/// Takes `gone` out of the analysis item `seq` (one rewrite however many), removing the
+/// item when it empties, so an orphaned token is not analysed and a re-scraped one is not
+/// queued twice.
 fn drop_from_item(
     outbox: &TransactionalTree,
     d: &mut Deltas,
     seq: u64,
-    key: &TokenKey,
+    gone: &BTreeSet<TokenKey>,
 ) -> TxResult<()> {
     let okey = OutboxKey {
         queue: Queue::Analyse,
@@ -233,7 +240,7 @@ fn drop_from_item(
     let WorkItem::Analyse(mut keys) = tx_decode::<WorkItem>("outbox", &okey, &v)? else {
         return Ok(());
     };
-    keys.retain(|k| k != key);
+    keys.retain(|k| !gone.contains(k));
     if keys.is_empty() {
         outbox.remove(&okey[..])?;
         d.add(counters::outbox(Queue::Analyse), -1);

@@ -80,7 +80,8 @@ impl Store {
     /// one transaction: each token's status, reason and resources; one pin record per new
     /// CID (created `Wanted` with a pin outbox item the first time any token uses it,
     /// otherwise its reference count grows); the `pin_users` and `failures` indexes; the
-    /// counters. A token whose resources are all pinned already is `Linked` at once.
+    /// counters. A token whose resources are all pinned already is `Linked` at once. A token
+    /// no longer stored (unwound by a reorg meanwhile) is skipped.
     pub fn record_analyses(
         &self,
         records: &[AnalysisRecord],
@@ -102,8 +103,10 @@ impl Store {
             let mut d = Deltas::default();
             for rec in records {
                 let k = rec.key.encode();
+                // A token taken back out while it was analysed (a chain reorg unwound its
+                // block): its analysis has nothing left to describe.
                 let Some(old) = tok.get(k)? else {
-                    return abort(StateError::NoSuchToken(rec.key.to_string()));
+                    continue;
                 };
                 let mut token: Token = tx_decode("tokens", &k, &old)?;
                 let mut cids: Vec<&[u8]> = rec.resources.iter().map(|r| r.cid.as_slice()).collect();
