@@ -35,8 +35,9 @@ FUZZ_SECONDS ?= 300
 fuzz: ## Fuzz URI analysis and metadata extraction, FUZZ_SECONDS (300) per target; test runs 20 s
 	@CARGO=$(CARGO) scripts/fuzz.sh $(FUZZ_SECONDS)
 
-bench: ## Release-mode benchmarks; prints medians
-	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest --bench pinner
+bench: ## Release-mode benchmarks, chain source on anvil included (installs anvil and solc-js if missing); prints medians
+	@scripts/install-chain-tools.sh
+	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest --bench pinner --bench rpc
 
 clean: ## Remove build output
 	$(CARGO) clean
