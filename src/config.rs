@@ -25,19 +25,6 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// The widest log query an rpc source may grow to.
 pub const MAX_SPAN: u64 = 1_000_000;
 
-/// A `0x`-prefixed 20-byte hex address.
-pub fn parse_address(s: &str) -> Option<[u8; 20]> {
-    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
-    if hex.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// A confirmation depth beyond this is almost surely a typo that would stall scraping.
 pub const MAX_CONFIRMATIONS: u64 = 10_000;
 
@@ -850,7 +837,7 @@ impl Config {
                 "must be at most 10000",
             ));
         }
-        if !s.multicall.is_empty() && parse_address(&s.multicall).is_none() {
+        if !s.multicall.is_empty() && s.multicall.parse::<nifty_state::Address>().is_err() {
             return Err(invalid(
                 "multicall",
                 &format!("{:?}", s.multicall),
@@ -858,7 +845,7 @@ impl Config {
             ));
         }
         for (i, c) in s.contracts.iter().enumerate() {
-            if parse_address(c).is_none() {
+            if c.parse::<nifty_state::Address>().is_err() {
                 return Err(invalid(
                     &format!("contracts[{i}]"),
                     &format!("{c:?}"),

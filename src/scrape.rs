@@ -117,9 +117,8 @@ pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
         .into(),
         SourceKind::Rpc => {
             let address = |s: &str, key: &str| {
-                crate::config::parse_address(s)
-                    .map(nifty_state::Address)
-                    .ok_or_else(|| UsageError(format!("{key} {s:?} is not a 20-byte address")))
+                s.parse::<nifty_state::Address>()
+                    .map_err(|e| UsageError(format!("{key}: {e}")))
             };
             let contracts = src
                 .contracts

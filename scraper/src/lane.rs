@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use nifty_state::{Cursor, Page, Position, Store};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::error::{Result, ScrapeError};
 use crate::graph::GraphClient;
@@ -139,7 +139,7 @@ pub struct Lane {
     /// without it, so asking for the next page never waits for a commit in progress.
     end: AtomicU64,
     /// The cursor's block after the last commit, mirrored for lock-free progress reads.
-    pub(crate) at_block: AtomicU64,
+    at_block: AtomicU64,
 }
 
 impl Lane {
@@ -172,6 +172,38 @@ impl Lane {
     /// Shrinks the end; the caller holds the lock (`_held`), so no commit is under way.
     pub fn set_end(&self, _held: &MutexGuard<'_, LaneState>, end: u64) {
         self.end.store(end, Ordering::Release);
+    }
+
+    /// The cursor record of a commit up to `position` at `snap`, with the lane's current end
+    /// when it is bounded. Called under the lane's lock.
+    pub(crate) fn cursor_at(&self, ctx: &Ctx, snap: Snapshot, position: &Position) -> Cursor {
+        Cursor {
+            position: position.clone(),
+            snapshot: Some(snap.block),
+            head: Some(snap.head),
+            end: self.bounded.then_some(self.end()),
+            updated_ms: (ctx.now_ms)(),
+        }
+    }
+
+    /// After a commit up to `position` landed: moves the lane there (releasing the lock the
+    /// caller held for the commit) and counts the page in the run's progress.
+    pub(crate) fn committed(
+        &self,
+        ctx: &Ctx,
+        mut held: MutexGuard<'_, LaneState>,
+        position: &Position,
+        inserted: u64,
+        duplicates: u64,
+    ) {
+        held.position = position.clone();
+        self.at_block.store(position.block, Ordering::Release);
+        drop(held);
+        let p = &ctx.progress;
+        p.tokens.fetch_add(inserted, Ordering::Relaxed);
+        p.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        p.pages.fetch_add(1, Ordering::Relaxed);
+        debug!(cursor = %self.name, position = %position, inserted, duplicates, "page committed");
     }
 
     /// Blocks this lane has not committed yet; never waits for a commit.

@@ -9,6 +9,7 @@
 pub mod backfill;
 mod error;
 pub mod graph;
+mod http;
 pub mod lane;
 pub mod metrics;
 pub mod paging;

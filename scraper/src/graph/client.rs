@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use graphql_client::{GraphQLQuery, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tracing::{debug, instrument, warn};
 
 use super::queries::{Meta, Page, meta, page};
 use crate::error::{Result, ScrapeError};
+use crate::http::{scrub, snippet};
 pub use crate::lane::Snapshot;
 use crate::metrics::GRAPH_REQUEST_SECONDS;
 use crate::retry::Backoff;
@@ -18,9 +19,6 @@ use crate::retry::Backoff;
 /// How long one request may take. graph-node itself cuts queries at about 10 s on hosted
 /// indexers; 30 s leaves room for a slow gateway without hanging a run forever.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of an error body is kept for the operator.
-const SNIPPET_CHARS: usize = 200;
 
 /// The longest Retry-After honoured: a server asking for more is waited on this long and
 /// then tried again, so a bad header cannot stall a run for hours.
@@ -133,25 +131,6 @@ pub fn redact_url(url: &str) -> String {
     s
 }
 
-/// Replaces every secret in `text` with `<redacted>`.
-fn scrub(secrets: &[SecretString], text: &str) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        let s = s.expose_secret();
-        if s.len() >= 4 {
-            out = out.replace(s, "<redacted>");
-        }
-    }
-    out
-}
-
-fn snippet(secrets: &[SecretString], body: &[u8]) -> String {
-    let text = scrub(secrets, &String::from_utf8_lossy(body));
-    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
-    s.retain(|c| !c.is_control() || c == ' ');
-    s
-}
-
 /// Sorts GraphQL error messages into what the run does about them.
 pub fn classify_graphql_errors(messages: &[String], snapshot: Option<u64>) -> ScrapeError {
     let joined = messages.join("; ");
@@ -198,36 +177,9 @@ impl GraphClient {
     /// Builds a client; fails on a URL that is not http(s) or an API key that cannot be a
     /// header (neither is echoed back).
     pub fn new(cfg: GraphClientConfig) -> Result<Self> {
-        let url = reqwest::Url::parse(&cfg.url)
-            .map_err(|e| ScrapeError::Invalid(format!("subgraph URL is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ScrapeError::Invalid(format!(
-                "subgraph URL must be http(s), not {}",
-                url.scheme()
-            )));
-        }
-        let auth = match &cfg.api_key {
-            None => None,
-            Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose_secret()))
-                    .map_err(|_| {
-                        ScrapeError::Invalid(
-                            "the API key has characters a header cannot hold".into(),
-                        )
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("nifty/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| {
-                ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url()))
-            })?;
+        let url = crate::http::endpoint(&cfg.url, "subgraph")?;
+        let auth = crate::http::bearer(cfg.api_key.as_ref())?;
+        let http = crate::http::client(cfg.timeout)?;
         let shown = redact_url(url.as_str());
         let mut secrets: Vec<SecretString> = url_secrets(&url)
             .into_iter()

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
-use nifty_state::{Address, Contract, Cursor, Page, Position, Token, TokenKey};
+use nifty_state::{Address, Contract, Page, Position, Token, TokenKey};
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::client::GraphClient;
 use super::rows::{Row, to_rows};
@@ -27,7 +26,7 @@ fn commit(
     position: Position,
     done: bool,
 ) -> Result<bool> {
-    let mut st = lane.lock();
+    let st = lane.lock();
     let end = lane.end();
     let (mut position, mut done) = (position, done);
     if rows.iter().any(|r| r.block() > end) {
@@ -52,30 +51,14 @@ fn commit(
         tokens.push((r.key, r.token));
     }
     let contracts: Vec<(Address, Contract)> = contracts.into_iter().collect();
-    let cursor = Cursor {
-        position: position.clone(),
-        snapshot: Some(snap.block),
-        head: Some(snap.head),
-        end: lane.bounded.then_some(end),
-        updated_ms: (ctx.now_ms)(),
-    };
+    let cursor = lane.cursor_at(ctx, snap, &position);
     let out = ctx.store.commit_page(&Page {
         cursor_name: &lane.name,
         cursor,
         tokens: &tokens,
         contracts: &contracts,
     })?;
-    st.position = position.clone();
-    lane.at_block.store(position.block, Ordering::Release);
-    drop(st);
-    ctx.progress
-        .tokens
-        .fetch_add(out.inserted, Ordering::Relaxed);
-    ctx.progress
-        .duplicates
-        .fetch_add(out.duplicates, Ordering::Relaxed);
-    ctx.progress.pages.fetch_add(1, Ordering::Relaxed);
-    debug!(cursor = %lane.name, position = %position, inserted = out.inserted, duplicates = out.duplicates, "page committed");
+    lane.committed(ctx, st, &position, out.inserted, out.duplicates);
     Ok(done)
 }
 

@@ -11,8 +11,7 @@ use ethers_core::types::{Address, BlockNumber, Bytes, Filter, H256, Log, U64};
 use ethers_providers::{JsonRpcError, Middleware, Provider};
 use futures::StreamExt;
 use rand::Rng;
-use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
@@ -136,36 +135,9 @@ impl ChainClient {
     /// Builds a client; fails on a URL that is not http(s) or an API key that cannot be a
     /// header (neither is echoed back).
     pub fn new(cfg: ChainClientConfig) -> Result<Self> {
-        let url = reqwest::Url::parse(&cfg.url)
-            .map_err(|e| ScrapeError::Invalid(format!("node URL is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ScrapeError::Invalid(format!(
-                "node URL must be http(s), not {}",
-                url.scheme()
-            )));
-        }
-        let auth = match &cfg.api_key {
-            None => None,
-            Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose_secret()))
-                    .map_err(|_| {
-                        ScrapeError::Invalid(
-                            "the API key has characters a header cannot hold".into(),
-                        )
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("nifty/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| {
-                ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url()))
-            })?;
+        let url = crate::http::endpoint(&cfg.url, "node")?;
+        let auth = crate::http::bearer(cfg.api_key.as_ref())?;
+        let http = crate::http::client(cfg.timeout)?;
         let mut secrets: Vec<SecretString> = url
             .path_segments()
             .into_iter()

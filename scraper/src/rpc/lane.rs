@@ -4,13 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use ethers_core::types::{H160, H256, Log, U256};
-use nifty_state::{
-    Address, Contract, Cursor, Page, Position, Token, TokenId, TokenKey, TokenStatus,
-};
+use nifty_state::{Address, Contract, Page, Position, Token, TokenId, TokenKey, TokenStatus};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -322,7 +319,7 @@ fn check_blocks(fresh: &[Mint], infos: &BTreeMap<u64, BlockInfo>, end: Option<u6
 /// Commits a fetched range under the lane's lock. Tokens past the lane's current end (it
 /// may have been split since the range was asked) are left to the lane that now owns them.
 fn commit(ctx: &Ctx, lane: &Lane, snap: Snapshot, mut f: Fetched, depth: u64) -> Result<bool> {
-    let mut st = lane.lock();
+    let st = lane.lock();
     let end = lane.end();
     if f.to > end {
         f.tokens.retain(|(_, t)| t.mint_block <= end);
@@ -336,13 +333,7 @@ fn commit(ctx: &Ctx, lane: &Lane, snap: Snapshot, mut f: Fetched, depth: u64) ->
     } else {
         position
     };
-    let cursor = Cursor {
-        position: position.clone(),
-        snapshot: Some(snap.block),
-        head: Some(snap.head),
-        end: lane.bounded.then_some(end),
-        updated_ms: (ctx.now_ms)(),
-    };
+    let cursor = lane.cursor_at(ctx, snap, &position);
     let page = Page {
         cursor_name: &lane.name,
         cursor,
@@ -358,15 +349,8 @@ fn commit(ctx: &Ctx, lane: &Lane, snap: Snapshot, mut f: Fetched, depth: u64) ->
         }
         out
     };
-    st.position = position.clone();
-    lane.at_block.store(position.block, Ordering::Release);
-    drop(st);
-    let p = &ctx.progress;
-    p.tokens.fetch_add(out.inserted, Ordering::Relaxed);
-    p.duplicates
-        .fetch_add(out.duplicates + f.known.len() as u64, Ordering::Relaxed);
-    p.pages.fetch_add(1, Ordering::Relaxed);
-    debug!(cursor = %lane.name, position = %position, inserted = out.inserted, "range committed");
+    let duplicates = out.duplicates + f.known.len() as u64;
+    lane.committed(ctx, st, &position, out.inserted, duplicates);
     Ok(position.block > end)
 }
 

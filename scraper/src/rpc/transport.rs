@@ -10,16 +10,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ethers_providers::{JsonRpcClient, JsonRpcError, ProviderError, RpcError};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::graph::client::{ClientStats, MAX_RETRY_AFTER};
+use crate::http::{scrub, snippet};
 use crate::metrics::RPC_REQUEST_SECONDS;
-
-/// How much of an error body is kept for the operator.
-const SNIPPET_CHARS: usize = 200;
 
 /// Why a request to the node failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -157,24 +155,6 @@ impl fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpTransport").finish_non_exhaustive()
     }
-}
-
-fn scrub(secrets: &[SecretString], text: &str) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        let s = s.expose_secret();
-        if s.len() >= 4 {
-            out = out.replace(s, "<redacted>");
-        }
-    }
-    out
-}
-
-fn snippet(secrets: &[SecretString], body: &[u8]) -> String {
-    let text = scrub(secrets, &String::from_utf8_lossy(body));
-    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
-    s.retain(|c| !c.is_control() || c == ' ');
-    s
 }
 
 /// One element of a batch answer: its result or its own JSON-RPC error.
