@@ -105,15 +105,18 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
     Ok((name, src))
 }
 
-/// The client of a source: its subgraph or its chain node.
+/// The client of a source: its subgraph or its chain node. A URL or key the client cannot
+/// use is a usage error (exit 2), like the same mistake in the config file.
 pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
+    let usage = |e: nifty_scraper::ScrapeError| UsageError(e.to_string());
     Ok(match src.kind {
         SourceKind::Graph => GraphClient::new(GraphClientConfig {
             url: src.url.clone(),
             api_key: src.api_key.clone(),
             timeout: Duration::from_millis(src.timeout_ms),
             backoff: Backoff::default(),
-        })?
+        })
+        .map_err(usage)?
         .into(),
         SourceKind::Rpc => {
             let address = |s: &str, key: &str| {
@@ -141,7 +144,8 @@ pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
                 max_span: src.max_span.max(u64::from(src.page_size)),
                 concurrency: src.concurrency as usize,
                 reorg_depth: src.reorg_depth,
-            })?
+            })
+            .map_err(usage)?
             .into()
         }
     })

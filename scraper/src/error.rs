@@ -85,14 +85,14 @@ pub enum ScrapeError {
         what: String,
         /// Attempts made.
         attempts: u32,
-        /// The last error.
-        #[source]
+        /// The last error (in the message already, so not also a `source`: a report of the
+        /// chain would say it twice).
         last: Box<ScrapeError>,
     },
 
     /// A chain node's request failed in a way retrying the same request will not mend, or
     /// (inside [`ScrapeError::GaveUp`]) the last of its retries.
-    #[error("{0}")]
+    #[error(transparent)]
     Rpc(#[from] crate::rpc::RpcFault),
 
     /// The node's hashes differ from every block the chain source remembers: the chain was

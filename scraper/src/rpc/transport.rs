@@ -181,9 +181,20 @@ impl HttpTransport {
     }
 
     fn transport_fault(&self, e: reqwest::Error) -> RpcFault {
+        let timeout = e.is_timeout();
+        // reqwest's own words ("error sending request") hide the cause (refused, reset,
+        // DNS) in its sources: keep them all.
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
         RpcFault::Transport {
-            timeout: e.is_timeout(),
-            message: scrub(&self.secrets, &e.without_url().to_string()),
+            timeout,
+            message: scrub(&self.secrets, &message),
         }
     }
 
