@@ -32,12 +32,19 @@ fmt: ## Format the code
 
 .PHONY: fuzz
 FUZZ_SECONDS ?= 300
-fuzz: ## Fuzz URI analysis and metadata extraction, FUZZ_SECONDS (300) per target; test runs 20 s
+fuzz: ## Fuzz URI analysis, metadata extraction, subgraph page decoding, config parsing and chain-log/ABI decoding, FUZZ_SECONDS (300) per target; test runs 20 s
 	@CARGO=$(CARGO) scripts/fuzz.sh $(FUZZ_SECONDS)
 
-bench: ## Release-mode benchmarks, chain source on anvil included (installs anvil and solc-js if missing); prints medians
-	@scripts/install-chain-tools.sh
-	$(CARGO) bench --workspace --locked --bench store_commit --bench ingest --bench pinner --bench rpc
+.PHONY: soak
+soak: ## The long reliability suite: crash loops of 100+ kills, fault matrix, disk full, SOAK_FUZZ_SECONDS (180) of fuzzing per target
+	@CARGO=$(CARGO) scripts/soak.sh
+
+bench: ## Release-mode benchmarks (~20 min): ingest, pinner, chain source on anvil, resume after kill -9, /api/status on 10M tokens; one table of medians + target/bench/results.json (NIFTY_BENCH_SMOKE=1: a quick check)
+	@CARGO=$(CARGO) scripts/bench.sh
+
+.PHONY: bench-peers
+bench-peers: ## nifty beside subgrounds (PyPI) and graph-client (npm) paging one devnet (~10 min; installs them into .tools/peers): tokens/s, full and duplicate-free or not; one table + target/bench/peers.json
+	@CARGO=$(CARGO) scripts/bench-peers.sh
 
 clean: ## Remove build output
 	$(CARGO) clean

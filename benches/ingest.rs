@@ -3,20 +3,21 @@
 //! process's CPU µs per token and peak RSS, and disk bytes per token; then the same with
 //! 200 ms of injected latency against the latency bound (workers × page / latency).
 //!
-//! NIFTY_BENCH_TOKENS (default 1,000,000) and NIFTY_BENCH_RUNS (default 3) scale it.
+//! Records each for `make bench`'s table (`benches/support/figures.rs`).
+//!
+//! NIFTY_BENCH_TOKENS (default 1,000,000), NIFTY_BENCH_LATENCY_TOKENS (200,000),
+//! NIFTY_BENCH_WORKERS (2) and NIFTY_BENCH_RUNS (default 3) scale it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[path = "../tests/support/devnet.rs"]
 mod support;
+
+#[path = "support/figures.rs"]
+mod figures;
+
+use figures::{env_or, median, pretty};
 
 fn devnet(tokens: u64, extra: &[&str]) -> support::Devnet {
     support::start(env!("CARGO_BIN_EXE_nifty"), tokens, 7, extra)
@@ -54,14 +55,9 @@ fn backfill(url: &str, workers: u32) -> (serde_json::Value, u64) {
     (report, s["disk_bytes"].as_u64().unwrap_or(0))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let tokens = env_or("NIFTY_BENCH_TOKENS", 1_000_000);
-    let runs = env_or("NIFTY_BENCH_RUNS", 3) as usize;
+    let runs = env_or("NIFTY_BENCH_RUNS", 3).max(1) as usize;
     let workers = env_or("NIFTY_BENCH_WORKERS", 2) as u32;
 
     let d = devnet(tokens, &[]);
@@ -84,12 +80,18 @@ fn main() {
     );
     println!(
         "  0 ms latency    {:>9.0} tokens/s (runs: {:?})",
-        median(rate.clone()),
+        median(&rate),
         rate.iter().map(|r| r.round()).collect::<Vec<_>>()
     );
-    println!("  client CPU      {:>9.1} µs/token", median(cpu));
-    println!("  peak RSS        {:>9.1} MB", median(rss));
-    println!("  disk            {:>9.0} bytes/token", median(disk));
+    println!("  client CPU      {:>9.1} µs/token", median(&cpu));
+    println!("  peak RSS        {:>9.1} MB", median(&rss));
+    println!("  disk            {:>9.0} bytes/token", median(&disk));
+    let mut part = figures::Part::new("ingest");
+    let context = format!("{} tokens, {workers} workers", pretty(tokens as f64));
+    part.record("ingest_0ms", &rate, &context);
+    part.record("ingest_cpu", &cpu, &context);
+    part.record("ingest_rss", &rss, &context);
+    part.record("ingest_disk", &disk, &context);
 
     let latency_tokens = env_or("NIFTY_BENCH_LATENCY_TOKENS", 200_000);
     let d = devnet(latency_tokens, &["--latency-ms", "200"]);
@@ -102,9 +104,15 @@ fn main() {
         );
     }
     let bound = 8.0 * 1000.0 / 0.2;
-    let m = median(rate);
+    let m = median(&rate);
     println!(
         "  200 ms latency  {m:>9.0} tokens/s with 8 workers = {:.0}% of the bound {bound:.0} ({latency_tokens} tokens)",
         100.0 * m / bound
+    );
+    part.record_with(
+        "ingest_200ms",
+        &rate,
+        &format!("{} tokens", pretty(latency_tokens as f64)),
+        &[("share_of_bound", m / bound)],
     );
 }

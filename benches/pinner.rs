@@ -5,6 +5,7 @@
 //!
 //! The gateway's slow variant (1% of tokens) is set to 200 ms here so the figure is the
 //! pipeline's throughput with a realistic latency tail, not the fetch timeout.
+//! Records both for `make bench`'s table (`benches/support/figures.rs`).
 //! NIFTY_BENCH_PIN_TOKENS (default 50,000) and NIFTY_BENCH_RUNS (default 3) scale it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,19 +14,12 @@ use std::process::Command;
 #[path = "../tests/support/devnet.rs"]
 mod support;
 
+#[path = "support/figures.rs"]
+mod figures;
+
+use figures::{env_or, median, pretty};
+
 const NIFTY: &str = env!("CARGO_BIN_EXE_nifty");
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// One run in a fresh store: (analysed tokens/s, pinned CIDs/s, tokens, CIDs).
 fn run(d: &support::Devnet) -> (f64, f64, u64, u64) {
@@ -80,6 +74,7 @@ fn main() {
     let d = support::start(NIFTY, tokens, 7, &["--gateway-slow-ms", "200"]);
     let mut analyse = vec![];
     let mut pin = vec![];
+    let mut cids = 0;
     for i in 0..runs {
         // A fresh devnet cluster each run would need a restart; pins are idempotent there,
         // and every run's requests are real POSTs the double handles in full.
@@ -90,10 +85,19 @@ fn main() {
         );
         analyse.push(a);
         pin.push(p);
+        cids = c;
     }
     println!(
         "pinner: analysis {:.0} tokens/s (target >= 2,000), pin requests {:.0} CIDs/s (target >= 5,000); medians of {runs}",
-        median(analyse),
-        median(pin)
+        median(&analyse),
+        median(&pin)
+    );
+    let mut part = figures::Part::new("pinner");
+    let context = format!("{} tokens", pretty(tokens as f64));
+    part.record("analysis", &analyse, &context);
+    part.record(
+        "pin_requests",
+        &pin,
+        &format!("{} CIDs", pretty(cids as f64)),
     );
 }

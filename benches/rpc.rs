@@ -13,12 +13,12 @@
 //! Prints medians (and min - max) of mints/s = tokens stored / wall seconds, the ratio to
 //! unbatched, the client's CPU per mint (this process: client, store, tokio; anvil not
 //! counted) and the HTTP requests the client made; writes the same to
-//! `target/bench/rpc.json`. NIFTY_BENCH_RPC_TOKENS (default 20,000), NIFTY_BENCH_RPC_BLOCKS
+//! `target/bench/rpc.json`; the Multicall3 medians (the default config) go to `make bench`'s
+//! table (`benches/support/figures.rs`). NIFTY_BENCH_RPC_TOKENS (default 20,000), NIFTY_BENCH_RPC_BLOCKS
 //! (400), NIFTY_BENCH_RPC_RUNS (5) and NIFTY_BENCH_RPC_WORKERS (4) scale it; with RUST_LOG
 //! set, the library's logs go to stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,16 +34,14 @@ use tokio::sync::watch;
 #[path = "../tests/support/anvil.rs"]
 mod anvil;
 
+#[path = "support/figures.rs"]
+mod figures;
+
 use anvil::{Anvil, mint_batch_calldata, mint_calldata, string, transfer_topic};
 
 const BASE: &str = "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/";
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use figures::env_or;
 
 /// CPU seconds this process (the client and its store; not anvil) has used: utime + stime
 /// of `/proc/self/stat`, in Linux's 100 Hz ticks.
@@ -405,9 +403,8 @@ async fn scrape(f: &Fixture, v: Variant, mode: Mode) -> Run {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    figures::median(&v)
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
@@ -526,6 +523,7 @@ async fn bench(tokens: u64, blocks: u64, runs: usize, workers: usize, machine: V
         "mode", "calls", "mints/s", "(min - max)", "ratio", "client CPU", "requests"
     );
     let mut out = vec![];
+    let mut part = figures::Part::new("rpc");
     for (mi, mode) in modes.iter().enumerate() {
         let mut unbatched_median = f64::NAN;
         for (vi, v) in VARIANTS.iter().enumerate() {
@@ -564,6 +562,24 @@ async fn bench(tokens: u64, blocks: u64, runs: usize, workers: usize, machine: V
                 cpu,
                 thousands(req as u64),
             );
+            if v.multicall {
+                let (key, context) = match mode {
+                    Mode::Backfill(w) => (
+                        "rpc_backfill",
+                        format!("{} mints, {w} workers", thousands(n)),
+                    ),
+                    Mode::Lane => ("rpc_lane", format!("{} mints", thousands(n))),
+                };
+                part.record_with(
+                    key,
+                    &rates,
+                    &context,
+                    &[
+                        ("ratio_vs_unbatched", ratio),
+                        ("client_cpu_us_per_mint", cpu),
+                    ],
+                );
+            }
             out.push(json!({
                 "mode": mode.key(),
                 "workers": match mode { Mode::Backfill(w) => *w, Mode::Lane => 1 },
@@ -615,10 +631,7 @@ async fn bench(tokens: u64, blocks: u64, runs: usize, workers: usize, machine: V
         "results": out,
         "bench_secs": elapsed,
     });
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("bench");
+    let target = figures::out_dir();
     std::fs::create_dir_all(&target).unwrap();
     let file = target.join("rpc.json");
     std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes the pinner's pure parsers: builds the cargo-fuzz targets in fuzz/ and runs each for a
+# Fuzzes nifty's pure parsers: builds the cargo-fuzz targets in fuzz/ and runs each for a
 # bounded time, one job at a time, on a scratch corpus grown from the committed seeds.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]
 #
 # SECONDS_PER_TARGET defaults to 20 (what `make test` runs); 0 skips fuzzing. TARGET is any of
-# uri, metadata, analysis (all by default). Exits non-zero when a target does not build or
+# uri, metadata, analysis (URI analysis and metadata extraction), graph (subgraph page
+# responses), config (nifty.toml) and rpc (eth_getLogs answers and ABI words); all by default. Exits non-zero when a target does not build or
 # crashes (a panic, a broken invariant, a hang or running out of memory); the input that did
 # it is saved under fuzz/artifacts/<target>/ and its path printed. The last line totals the
 # targets in `cargo test`'s format, so scripts/test.sh's summary counts each as a test.
@@ -24,7 +25,7 @@ root=$PWD
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(uri metadata analysis)
+[ ${#targets[@]} -gt 0 ] || targets=(uri metadata analysis graph config rpc)
 
 if ! [[ $seconds =~ ^[0-9]+$ ]]; then
   echo "fuzz: seconds must be a whole number, not ${seconds@Q}" >&2
@@ -46,10 +47,12 @@ target_dir=$fuzz_dir/target
 host=$(rustc -vV | sed -n 's/^host: //p')
 
 # Per target: longest input (above uri::MAX_URI_LEN for URIs, so the length check is reached;
-# metadata needs room for documents with more than MAX_ASSETS assets), dictionaries, seeds.
+# metadata needs room for documents with more than MAX_ASSETS assets; a graph page of a few
+# dozen rows), dictionaries, seeds.
 max_len() {
   case $1 in
     uri | analysis) echo 9000 ;;
+    graph) echo 32768 ;;
     *) echo 16384 ;;
   esac
 }
@@ -86,7 +89,7 @@ if ! "$cargo_fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $cargo_fuzz_vers
   fi
 fi
 
-# The fuzz crate is its own workspace; its lock file starts from the root one, so the pinner
+# The fuzz crate is its own workspace; its lock file starts from the root one, so nifty
 # is fuzzed with the dependency versions that ship (cargo adds libfuzzer-sys and its deps).
 if [ ! -f "$fuzz_dir/Cargo.lock" ] || [ "$root/Cargo.lock" -nt "$fuzz_dir/Cargo.lock" ]; then
   cp "$root/Cargo.lock" "$fuzz_dir/Cargo.lock"

@@ -35,6 +35,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let opts = nifty_state::StoreOptions {
         sync_commits: config.store.sync_commits,
         cache_bytes: config.store.cache_mb * 1024 * 1024,
+        min_free_bytes: config.store.min_free_mb * 1024 * 1024,
     };
     Ok(Store::open(&config.data_dir, &opts)?)
 }
@@ -174,7 +175,7 @@ pub fn status_report(store: &Store, config: &Config, audit: bool) -> anyhow::Res
     Ok(StatusReport {
         data_dir: store.dir().display().to_string(),
         schema_version: SCHEMA_VERSION,
-        disk_bytes: store.size_on_disk()?,
+        disk_bytes: store.disk_bytes()?,
         counts,
         sources,
         audit,

@@ -25,6 +25,10 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// The widest log query an rpc source may grow to.
 pub const MAX_SPAN: u64 = 1_000_000;
 
+/// The largest free-space reserve: 1 TiB. More is a typo (bytes for MiB) that would stop
+/// every write.
+pub const MAX_MIN_FREE_MB: u64 = 1024 * 1024;
+
 /// A confirmation depth beyond this is almost surely a typo that would stall scraping.
 pub const MAX_CONFIRMATIONS: u64 = 10_000;
 
@@ -436,6 +440,9 @@ pub struct StoreConfig {
     pub sync_commits: bool,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// MiB kept free on the data dir's filesystem: below it, scraping and analysis wait
+    /// (their runs fail with a reason and retry) instead of filling the disk. 0: no check.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -443,6 +450,7 @@ impl Default for StoreConfig {
         StoreConfig {
             sync_commits: true,
             cache_mb: nifty_state::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            min_free_mb: nifty_state::DEFAULT_MIN_FREE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -661,7 +669,18 @@ impl Config {
                 }
             }
         };
-        let config = Self::from_toml(&text, &path)?;
+        Self::from_text(&text, &path, env)
+    }
+
+    /// [`Config::load`] of text already read from `path` (named in errors): parse, apply
+    /// the environment's overrides, validate, read the secrets. No file I/O, so it can be
+    /// fuzzed.
+    pub fn from_text(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let config = Self::from_toml(text, path)?;
         let config = config.with_env_overrides(env)?;
         config.validate()?;
         config.with_secrets(env)
@@ -728,6 +747,13 @@ impl Config {
                 "store.cache_mb",
                 &self.store.cache_mb,
                 "must be 1 to 65536",
+            ));
+        }
+        if self.store.min_free_mb > MAX_MIN_FREE_MB {
+            return Err(invalid(
+                "store.min_free_mb",
+                &self.store.min_free_mb,
+                "must be 0 (no check) to 1048576 (1 TiB)",
             ));
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
@@ -1009,6 +1035,7 @@ impl Config {
         }
         shown.cluster.url = redact_url(&shown.cluster.url);
         shown.gateway.url = redact_url(&shown.gateway.url);
+        shown.gateway.arweave_url = redact_url(&shown.gateway.arweave_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot encode: {e}\n"))
     }
 }
@@ -1113,6 +1140,10 @@ log_format = "human"
 sync_commits = true
 # sled's page cache in MiB.
 cache_mb = 64
+# MiB kept free on the data dir's disk. Below it, scraping and analysis wait (their runs
+# fail with "No space left on device" and retry on later ticks) rather than fill the disk;
+# the API keeps answering. 0 turns the check off.
+min_free_mb = 64
 
 [http]
 # The API and dashboard. Loopback by default: expose it deliberately, behind a proxy.
@@ -1587,6 +1618,39 @@ mod tests {
         assert!(
             !err.contains("sk-123456") && err.contains("must be an http(s) URL"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_in_any_url_key_never_show_and_the_shown_config_loads_back() {
+        // Found by the config fuzz target: arweave_url was shown as written, and a key
+        // behind backslashes (which the URL parser reads as slashes) escaped redaction.
+        let text = r#"
+[gateway]
+url = 'https://gw.example\api\gw-key-123\ipfs'
+arweave_url = "https://ar.example/api/ar-key-456"
+[cluster]
+url = "https://cl.example/api/cl-key-789?token=q-key-000"
+[sources.main]
+kind = "graph"
+url = "https://g.example/a	pi/src-key-321/subgraphs"
+"#;
+        let c = load(text, &[]).unwrap();
+        let shown = c.to_toml();
+        for key in [
+            "gw-key-123",
+            "ar-key-456",
+            "cl-key-789",
+            "q-key-000",
+            "src-key-321",
+        ] {
+            assert!(!shown.contains(key), "{key} in:\n{shown}");
+        }
+        let again = load(&shown, &[]).unwrap();
+        assert_eq!(again.to_toml(), shown);
+        assert_eq!(
+            again.gateway.arweave_url,
+            "https://ar.example/api/<redacted>"
         );
     }
 

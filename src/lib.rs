@@ -53,6 +53,22 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     EXIT_FAILURE
 }
 
+/// An error as one line: each cause after the first, unless the text so far already says
+/// it (many errors repeat their source in their own message).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// Loads configuration (file, environment, then command-line overrides).
 pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     let mut config = Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok())?;
@@ -104,5 +120,33 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(devnet::run_devnet(args.clone()))
         }
         Command::Demo(args) => demo::demo(cli.data_dir.clone(), args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = || std::io::Error::from_raw_os_error(5);
+        let e = anyhow::Error::from(StateError::DataDir {
+            dir: "/d".into(),
+            source: io(),
+        })
+        .context("backfill j stopped");
+        assert_eq!(
+            error_text(&e),
+            "backfill j stopped: cannot use data dir /d: Input/output error (os error 5)"
+        );
+        let e = anyhow::Error::from(io())
+            .context("writing x")
+            .context("outer");
+        assert_eq!(
+            error_text(&e),
+            "outer: writing x: Input/output error (os error 5)"
+        );
     }
 }

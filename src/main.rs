@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match nifty::run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nifty::error_text(&e));
             ExitCode::from(nifty::exit_code(&e))
         }
     }

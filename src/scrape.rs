@@ -14,7 +14,7 @@ use nifty_scraper::{Client, Ctx, Progress, Stop};
 use nifty_state::{RunOutcome, RunRecord};
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::UsageError;
 use crate::cli::{BackfillArgs, ToBlock};
@@ -289,7 +289,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let done = runtime.block_on(async move {
         let client = source_client(&src)?;
         let progress = Arc::new(Progress::default());
         let ctx = Ctx {
@@ -334,6 +334,15 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         let result =
             bf.run(&ctx, usize::from(args.workers), src.confirmations, deadline, shutdown).await;
         reporter.abort();
+        let resume = format!("backfill {job} stopped; fix the cause, then: nifty backfill --resume {job}");
+        let result = match result {
+            // The store takes no more writes, and threads stuck inside sled may hold the
+            // job's locks: no report and no run record, only the error.
+            Err(nifty_scraper::ScrapeError::State(e)) if e.is_fatal() => {
+                return Err(anyhow::Error::from(nifty_scraper::ScrapeError::State(e)).context(resume));
+            }
+            other => other,
+        };
         let handed_over = match &result {
             Ok(Stop::Finished) => bf.hand_over(&ctx, src.start_block)?,
             _ => None,
@@ -364,7 +373,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
             peak_rss_bytes: peak_rss_bytes(),
             source_cursor: handed_over.as_ref().map(|p| p.to_string()),
         };
-        store.finish_run(
+        let recorded = store.finish_run(
             run_id,
             &RunRecord {
                 job: format!("backfill/{job}"),
@@ -375,7 +384,13 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
                 items: report.tokens,
                 errors: report.retries,
             },
-        )?;
+        );
+        match (recorded, &result) {
+            (Ok(()), _) => {}
+            // The run's own error says more (a full disk fails both).
+            (Err(e), Err(_)) => warn!(error = %e, "could not record the backfill's end"),
+            (Err(e), Ok(_)) => return Err(e.into()),
+        }
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -393,10 +408,12 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
                 eprintln!("{} blocks left; continue with: nifty backfill --resume {job}", report.blocks_left);
                 Ok(())
             }
-            Err(e) => Err(anyhow::Error::from(e)
-                .context(format!("backfill {job} stopped; fix the cause, then: nifty backfill --resume {job}"))),
+            Err(e) => Err(anyhow::Error::from(e).context(resume)),
         }
-    })
+    });
+    // A store that failed may hold blocking commits that never return: do not wait on them.
+    runtime.shutdown_timeout(Duration::from_millis(300));
+    done
 }
 
 #[cfg(test)]

@@ -396,8 +396,10 @@ fn a_cluster_outage_loses_nothing_and_everything_pins_after_it() {
     let chain = d.chain();
     let s = setup(&d, true, "");
     ok(&nifty(&s, &["backfill", "--source", "dev", "--from", "0"]));
-    // The cluster answers 503 to everything: the pin pass stops with exit 4, items kept.
-    outage(&d, r#"{"seconds": 4, "mode": "unavailable"}"#);
+    // The cluster answers 503 to everything: the pin pass stops with exit 4, items kept. The
+    // outage outlasts the analysis pass before it (slow metadata is tried 4 times).
+    let unavailable = Instant::now();
+    outage(&d, r#"{"seconds": 20, "mode": "unavailable"}"#);
     let out = nifty(&s, &["pin"]);
     assert_eq!(
         out.status.code(),
@@ -415,7 +417,7 @@ fn a_cluster_outage_loses_nothing_and_everything_pins_after_it() {
     );
     drop(store);
     // Then it refuses connections altogether.
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(unavailable.elapsed()));
     outage(&d, r#"{"seconds": 3, "mode": "refuse"}"#);
     let out = nifty(&s, &["pin"]);
     assert_eq!(

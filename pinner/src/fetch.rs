@@ -8,7 +8,7 @@
 //! request and on every redirect. Both consult the same [`is_blocked`] and the configured
 //! allow list.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,8 +29,8 @@ pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Redirects followed; a fourth is refused.
 pub const MAX_REDIRECTS: usize = 3;
-/// Attempts for an answer that may be transient (502, 503, 504, 429, a broken connection),
-/// from a gateway or a token's own server.
+/// Attempts for an answer that may be transient (502, 503, 504, 429, a timeout, a broken
+/// connection), from a gateway or a token's own server.
 pub const ATTEMPTS: u32 = 4;
 
 /// How metadata is fetched.
@@ -107,11 +107,16 @@ impl FetchReason {
         }
     }
 
-    /// Whether another attempt soon may succeed.
+    /// Whether another attempt soon may succeed. A timeout may: an IPFS gateway often
+    /// times out while it looks for the content's providers and then serves it from its
+    /// cache, so one timeout must not fail the token for good.
     fn is_transient(self) -> bool {
         matches!(
             self,
-            FetchReason::Http(429 | 502 | 503 | 504) | FetchReason::Connect | FetchReason::Body
+            FetchReason::Http(429 | 502 | 503 | 504)
+                | FetchReason::Timeout
+                | FetchReason::Connect
+                | FetchReason::Body
         )
     }
 }
@@ -404,21 +409,31 @@ impl Fetcher {
             &self.web
         };
         let mut attempt = 1;
+        let mut passing = Vec::new();
         loop {
             let started = Instant::now();
             let result = self.get(client, &url).await;
             record(kind, started, result.as_ref().err().map(|e| e.reason));
             match result {
                 Err(e) if e.reason.is_transient() && attempt < ATTEMPTS => {
+                    passing.push(e);
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     attempt += 1;
                 }
-                // A token's own server failing is the token's failure, never an outage.
-                Err(mut e) if !via_gateway => {
-                    e.gateway_outage = false;
+                Err(e) => {
+                    let mut e = if e.reason.is_transient() && !e.gateway_outage {
+                        passing.push(e);
+                        most_frequent(passing)
+                    } else {
+                        e
+                    };
+                    // A token's own server failing is the token's failure, never an outage.
+                    if !via_gateway {
+                        e.gateway_outage = false;
+                    }
                     return Err(e);
                 }
-                other => return other,
+                ok => return ok,
             }
         }
     }
@@ -479,6 +494,26 @@ impl Fetcher {
             media,
         })
     }
+}
+
+/// The failure to report once every attempt failed in a passing way: the reason met most
+/// often (the latest of equals), so that one blip on the last attempt does not rename the
+/// failure of a token whose metadata always times out. `errors` is never empty.
+fn most_frequent(errors: Vec<FetchError>) -> FetchError {
+    let mut counts: HashMap<FetchReason, usize> = HashMap::new();
+    for e in &errors {
+        *counts.entry(e.reason).or_default() += 1;
+    }
+    let fallback = FetchError {
+        reason: FetchReason::Connect,
+        detail: "no attempt was made".into(),
+        gateway_outage: false,
+    };
+    errors
+        .into_iter()
+        .enumerate()
+        .max_by_key(|(i, e)| (counts.get(&e.reason).copied().unwrap_or(0), *i))
+        .map_or(fallback, |(_, e)| e)
 }
 
 /// The `kind` label of a target: `ipfs`, `ipns`, `arweave` or `web`. `Data` targets are

@@ -265,16 +265,29 @@ enum Step<B> {
     Later(String),
 }
 
+/// Whether a pass's work in flight is dropped at a stop signal rather than awaited.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum InFlight {
+    /// Awaited: the work has side effects elsewhere (a pin request) that must be recorded.
+    Finish,
+    /// Dropped: the work only reads (a metadata fetch, which may retry for a minute), and
+    /// its item stays queued for the next pass.
+    Drop,
+}
+
 /// The loop both queue passes share: feeds the units of a queue's items through `work`
 /// with `concurrency` in flight, commits the records with `commit` every [`COMMIT_EVERY`]
 /// results or [`COMMIT_AFTER`], acknowledging each item in the commit that records the last
-/// of its units, and stops feeding at the limits or the first outage. `commit` returns the
-/// tokens it linked.
+/// of its units, and stops feeding at the limits or the first outage. At a stop signal the
+/// work in flight is dropped or finished as `in_flight` says. `commit` returns the tokens it
+/// linked.
+#[allow(clippy::too_many_arguments)]
 async fn drive<U, B, Fut>(
     store: &Store,
     queue: Queue,
     limits: &Limits,
     concurrency: usize,
+    in_flight: InFlight,
     expand: impl Fn(&Store, &WorkItem) -> Result<Vec<U>, nifty_state::StateError> + Send + 'static,
     work: impl Fn(U) -> Fut,
     commit: fn(&Store, &[B], &[OutboxKey]) -> Result<u64, nifty_state::StateError>,
@@ -296,20 +309,35 @@ where
         concurrency * 2,
         expand,
     );
-    let mut results = std::pin::pin!(
+    let mut results = Box::pin(
         stream(rx)
             .map(|unit: Unit<U>| {
                 let step = work(unit.payload);
                 async move { (unit.item, step.await) }
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(concurrency),
     );
     let mut report = PassReport::default();
     let mut batch: Vec<B> = Vec::with_capacity(COMMIT_EVERY);
     let mut outage = None;
     let mut last_commit = Instant::now();
+    let mut stop = limits.stop.clone();
+    let stopped = async move {
+        // A stop signal whose sender is gone never fires.
+        if in_flight == InFlight::Finish || stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut stopped = std::pin::pin!(stopped);
+    let mut dropped = false;
     loop {
-        let next = tokio::time::timeout(COMMIT_AFTER, results.next()).await;
+        let next = tokio::select! {
+            next = tokio::time::timeout(COMMIT_AFTER, results.next()) => next,
+            () = &mut stopped => {
+                dropped = true;
+                Ok(None)
+            }
+        };
         let mut ended = false;
         match next {
             Ok(Some((item, step))) => {
@@ -354,7 +382,10 @@ where
             break;
         }
     }
-    let drained = feeder.await??;
+    // Work dropped at a stop leaves its items unacknowledged; the feeder, blocked on a full
+    // channel perhaps, ends when the stream holding the receiver goes.
+    drop(results);
+    let drained = feeder.await?? && !dropped;
     report.ending = Some(Ending::of(outage, drained));
     Ok(report)
 }
@@ -418,6 +449,7 @@ pub async fn analyse(
         Queue::Analyse,
         limits,
         opts.analyse_concurrency,
+        InFlight::Drop,
         expand,
         work,
         commit,
@@ -573,6 +605,7 @@ pub async fn pin(
         Queue::Pin,
         limits,
         opts.pin_concurrency,
+        InFlight::Finish,
         expand,
         work,
         commit,

@@ -295,3 +295,75 @@ async fn transient_gateway_errors_are_retried() {
     assert_eq!(got.body, br#"{"name":"third time"}"#);
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }
+
+/// A gateway that times out once (while it looks for providers, say) and then answers: the
+/// token gets its metadata, not a `timeout` failure for good.
+#[tokio::test]
+async fn a_gateway_timeout_is_retried() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let app = Router::new().route(
+        "/ipfs/{*rest}",
+        get(move || {
+            let c = Arc::clone(&c);
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                r#"{"name":"after a timeout"}"#.into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = Url::parse(&format!("http://{addr}")).unwrap();
+    let mut opts = FetchOptions::new(base.clone(), base);
+    opts.timeout = Duration::from_millis(300);
+    let f = Fetcher::new(opts).unwrap();
+    let target = nifty_pinner::uri::analyse(
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/1.json",
+    )
+    .unwrap()
+    .target;
+    let got = f.fetch(&target).await.unwrap();
+    assert_eq!(got.body, br#"{"name":"after a timeout"}"#);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// Metadata that always times out, met once by a passing 502: the token's failure is the
+/// timeout it met on most attempts, not the blip on the last one.
+#[tokio::test]
+async fn a_failure_after_every_attempt_is_named_by_its_most_frequent_reason() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let app = Router::new().route(
+        "/ipfs/{*rest}",
+        get(move || {
+            let c = Arc::clone(&c);
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 3 {
+                    return StatusCode::BAD_GATEWAY.into_response();
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                r#"{"name":"too late"}"#.into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = Url::parse(&format!("http://{addr}")).unwrap();
+    let mut opts = FetchOptions::new(base.clone(), base);
+    opts.timeout = Duration::from_millis(200);
+    let f = Fetcher::new(opts).unwrap();
+    let target = nifty_pinner::uri::analyse(
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/1.json",
+    )
+    .unwrap()
+    .target;
+    let err = f.fetch(&target).await.unwrap_err();
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    assert_eq!(err.reason, FetchReason::Timeout, "{err}");
+    assert!(!err.gateway_outage, "{err}");
+}

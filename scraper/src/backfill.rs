@@ -370,6 +370,12 @@ impl Backfill {
                 };
                 let _ = stop_tx.send(true);
                 warn!(job = %self.job, kind = err.kind(), error = %err, "backfill worker stopped");
+                if matches!(&err, ScrapeError::State(e) if e.is_fatal()) {
+                    // The store takes no more writes, and the other workers may be waiting
+                    // inside it for good: waiting for them could hang the backfill.
+                    forward.abort();
+                    return Err(err);
+                }
                 let replace = match &first_err {
                     None => true,
                     Some(ScrapeError::SnapshotUnavailable { .. }) => {

@@ -58,10 +58,10 @@ pub(crate) fn scrub(secrets: &[SecretString], text: &str) -> String {
     out
 }
 
-/// The start of a body, secrets removed and control characters dropped.
+/// The start of a body, control characters dropped and secrets removed (in that order:
+/// dropping a newline could join the two halves of a secret).
 pub(crate) fn snippet(secrets: &[SecretString], body: &[u8]) -> String {
-    let text = scrub(secrets, &String::from_utf8_lossy(body));
-    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
-    s.retain(|c| !c.is_control() || c == ' ');
-    s
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    text.retain(|c| !c.is_control() || c == ' ');
+    scrub(secrets, &text).chars().take(SNIPPET_CHARS).collect()
 }

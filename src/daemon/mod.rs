@@ -25,6 +25,8 @@ use schedule::Scheduler;
 pub const DRAIN_GRACE: Duration = Duration::from_millis(4000);
 /// How long open HTTP connections get after the runs are drained.
 const HTTP_GRACE: Duration = Duration::from_millis(500);
+/// How often the daemon asks whether the store has failed (see [`failed_store`]).
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Run records kept: four jobs ticking every minute fill this in about 17 days; older
 /// ones are pruned, so years of ticks do not grow the store without bound.
 const RUNS_KEPT: u64 = 100_000;
@@ -52,7 +54,20 @@ fn close_stale_runs(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the daemon until `stop` turns true: cron ticks start the configured jobs, the API
+/// Resolves once the store has met an I/O error: it takes no more writes, and only a new
+/// process recovers it (as of its last commit), so the daemon stops rather than fail every
+/// run from then on or hang in a store that waits forever.
+async fn failed_store(store: &Store) -> nifty_state::StateError {
+    let mut every = tokio::time::interval(STORE_CHECK_EVERY);
+    loop {
+        every.tick().await;
+        if let Some(e) = store.failure() {
+            return e;
+        }
+    }
+}
+
+/// Serves the daemon until `stop` turns true (or the store fails): cron ticks start the configured jobs, the API
 /// answers on `listener`, and `on_ready` hears the bound address once both are up. On stop,
 /// ticks cease, runs stop at their next commit (within [`DRAIN_GRACE`]) and the server
 /// closes.
@@ -143,9 +158,15 @@ pub async fn serve(
     on_ready(addr);
 
     let mut stop_rx = stop.clone();
+    let mut store_failed = None;
     let served = tokio::select! {
         r = &mut server => Some(r),
         _ = stop_rx.wait_for(|s| *s) => None,
+        e = failed_store(&store) => {
+            error!(error = %e, "the store failed; stopping so that a restart recovers it");
+            store_failed = Some(e);
+            None
+        }
     };
     info!("stopping: runs under way stop at their next commit");
     if let Err(e) = cron.shutdown().await {
@@ -169,6 +190,9 @@ pub async fn serve(
             }
         },
     };
+    if let Some(e) = store_failed {
+        return Err(anyhow::Error::from(e).context("nifty run stopped: the store failed"));
+    }
     store.flush().context("flushing the store")?;
     match served {
         Ok(Ok(())) => Ok(()),
@@ -203,17 +227,18 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = bind(&config.http.listen).await?;
         let stop = crate::scrape::shutdown_signal();
         serve(config.clone(), store, listener, stop, |addr| {
             println!("{}", ready_line(addr));
         })
         .await
-    })?;
+    });
     // Runs that missed the grace period may still hold blocking store work: give it a
     // moment rather than waiting for it without bound.
     runtime.shutdown_timeout(Duration::from_millis(300));
+    served?;
     info!("stopped");
     Ok(())
 }

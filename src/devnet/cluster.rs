@@ -100,6 +100,11 @@ pub struct ClusterConfig {
     pub fault_rate: f64,
     /// Share of `GET /pins` streams cut halfway with an `X-Stream-Error`.
     pub stream_error_rate: f64,
+    /// Share of requests held for [`ClusterConfig::timeout_hold`] and then answered 504
+    /// without touching the state, as a proxy in front of a stuck peer does.
+    pub timeout_rate: f64,
+    /// How long a timed-out request is held.
+    pub timeout_hold: Duration,
     /// Delay added to every request.
     pub latency: Duration,
     /// `user:pass` that HTTP basic auth must present, if any.
@@ -119,6 +124,8 @@ impl Default for ClusterConfig {
             error_rate: 0.02,
             fault_rate: 0.0,
             stream_error_rate: 0.0,
+            timeout_rate: 0.0,
+            timeout_hold: Duration::from_secs(30),
             latency: Duration::ZERO,
             basic_auth: None,
             bearer: None,
@@ -226,7 +233,15 @@ struct PinEntry {
     requests: u32,
     /// Stable hash of the CID: pin errors, jitter and allocation derive from it.
     hash: u64,
+    /// When a status answer first told a client it is `pinned` (folded over the peers).
+    pinned_seen_ms: Option<u64>,
+    /// `POST /pins/{cid}` calls accepted after that: a pinner that trusted the answer
+    /// never sends one.
+    posts_after_pinned: u32,
 }
+
+/// Offending CIDs `/admin/cluster/stats` lists by name; the count covers every one.
+const OFFENDERS_LISTED: usize = 10;
 
 /// Counters for `/admin/cluster/stats`.
 #[derive(Debug, Default)]
@@ -243,6 +258,10 @@ struct Counters {
     unauthorized: AtomicU64,
     /// Requests answered 503 during an `unavailable` outage.
     unavailable: AtomicU64,
+    /// Requests held and then answered 504.
+    timeouts: AtomicU64,
+    /// Status streams cut short (with an `X-Stream-Error`, or a 500 when nothing was sent).
+    stream_errors: AtomicU64,
     /// Every request (the fault draws hash it).
     requests: AtomicU64,
 }
@@ -258,6 +277,12 @@ pub struct ClusterStats {
     pub recovers: u64,
     /// CIDs pinned more than once, sorted.
     pub repinned: Vec<String>,
+    /// `POST /pins/{cid}` calls for CIDs a status answer had already reported `pinned`.
+    #[serde(default)]
+    pub posts_after_pinned_seen: u64,
+    /// The first few of those CIDs, sorted.
+    #[serde(default)]
+    pub posted_after_pinned: Vec<String>,
     /// Tracked CIDs per folded status (`pinned`, `pinning`, `pin_queued`, `pin_error`).
     pub by_status: BTreeMap<String, usize>,
     /// Status reads.
@@ -268,6 +293,12 @@ pub struct ClusterStats {
     pub unauthorized: u64,
     /// Requests answered 503 during an `unavailable` outage.
     pub unavailable: u64,
+    /// Requests held and then answered 504.
+    #[serde(default)]
+    pub timeouts: u64,
+    /// Status streams cut short.
+    #[serde(default)]
+    pub stream_errors: u64,
 }
 
 /// How an outage looks from outside.
@@ -413,6 +444,8 @@ impl Cluster {
             faults: self.counters.faults.load(Ordering::Relaxed),
             unauthorized: self.counters.unauthorized.load(Ordering::Relaxed),
             unavailable: self.counters.unavailable.load(Ordering::Relaxed),
+            timeouts: self.counters.timeouts.load(Ordering::Relaxed),
+            stream_errors: self.counters.stream_errors.load(Ordering::Relaxed),
             ..ClusterStats::default()
         };
         for shard in &self.shards {
@@ -422,11 +455,17 @@ impl Cluster {
                 if entry.requests > 1 {
                     stats.repinned.push(cid.to_string());
                 }
+                if entry.posts_after_pinned > 0 {
+                    stats.posts_after_pinned_seen += u64::from(entry.posts_after_pinned);
+                    stats.posted_after_pinned.push(cid.to_string());
+                }
                 let status = self.folded(entry, now).as_str().to_owned();
                 *stats.by_status.entry(status).or_default() += 1;
             }
         }
         stats.repinned.sort_unstable();
+        stats.posted_after_pinned.sort_unstable();
+        stats.posted_after_pinned.truncate(OFFENDERS_LISTED);
         stats
     }
 
@@ -475,6 +514,14 @@ impl Cluster {
                 HeaderValue::from_static("Basic realm=\"Restricted IPFS Cluster API\""),
             );
             return Some(r);
+        }
+        if self.times_out(n) {
+            self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(self.config.timeout_hold).await;
+            return Some(api_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "context deadline exceeded",
+            ));
         }
         if self.config.fault_rate > 0.0 {
             let draw = mix(self.config.seed ^ FAULT_SALT, n);
@@ -541,6 +588,9 @@ impl Cluster {
             Entry::Occupied(existing) => {
                 let existing = existing.into_mut();
                 existing.requests += 1;
+                if existing.pinned_seen_ms.is_some() {
+                    existing.posts_after_pinned += 1;
+                }
                 existing
             }
             Entry::Vacant(slot) => {
@@ -565,6 +615,8 @@ impl Cluster {
                     attempt: 1,
                     requests: 1,
                     hash,
+                    pinned_seen_ms: None,
+                    posts_after_pinned: 0,
                 })
             }
         };
@@ -620,7 +672,8 @@ impl Cluster {
     }
 
     /// Appends `cid`'s `GlobalPinInfo` and a newline to `out` if it passes `filter`;
-    /// whether it did. Untracked CIDs show `unpinned` on every peer.
+    /// whether it did. Untracked CIDs show `unpinned` on every peer. The first answer that
+    /// shows a pin `pinned` is remembered, for [`ClusterStats::posts_after_pinned_seen`].
     fn render_status(
         &self,
         cid: &str,
@@ -628,7 +681,7 @@ impl Cluster {
         now: u64,
         out: &mut Vec<u8>,
     ) -> bool {
-        let shard = self.shard(cid).lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shard(cid).lock().unwrap_or_else(|e| e.into_inner());
         let entry = shard.get(cid);
         let statuses: Vec<(PinStatus, u64)> = (0..self.peers.len())
             .map(|k| match entry {
@@ -686,6 +739,11 @@ impl Cluster {
             return false;
         }
         out.push(b'\n');
+        if fold(statuses.iter().map(|(s, _)| *s)) == PinStatus::Pinned
+            && let Some(e) = shard.get_mut(cid)
+        {
+            e.pinned_seen_ms.get_or_insert(now);
+        }
         true
     }
 
@@ -702,6 +760,12 @@ impl Cluster {
             );
         }
         out
+    }
+
+    /// Whether request `n` is held and timed out (drawn apart from the 5xx faults).
+    fn times_out(&self, n: u64) -> bool {
+        self.config.timeout_rate > 0.0
+            && unit(mix(self.config.seed ^ FAULT_SALT ^ 0x484f_4c44, n)) < self.config.timeout_rate
     }
 
     /// Whether a stream with this request number is cut (drawn apart from the 5xx faults).
@@ -1080,6 +1144,10 @@ async fn stream_statuses(
     cut: Option<usize>,
 ) -> Response {
     if let Some(keep) = cut {
+        cluster
+            .counters
+            .stream_errors
+            .fetch_add(1, Ordering::Relaxed);
         if keep == 0 {
             return api_error(StatusCode::INTERNAL_SERVER_ERROR, STREAM_ERROR);
         }
@@ -1391,6 +1459,8 @@ mod tests {
             attempt: 1,
             requests: 1,
             hash: 42,
+            pinned_seen_ms: None,
+            posts_after_pinned: 0,
         };
         let at = |e: &PinEntry, ms| cluster.peer_status(e, 0, ms).0;
         assert_eq!(at(&entry, 1_050), PinStatus::PinQueued);

@@ -1,6 +1,7 @@
 //! Fault injection: the ways a hosted subgraph fails, drawn at configured rates from a
 //! seeded generator so a failing test replays.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -101,6 +102,24 @@ pub enum Fault {
     IndexingError,
 }
 
+impl Fault {
+    /// The name `/admin/subgraph/stats` counts it under: `http_<status>`, `timeout`,
+    /// `truncated`, `malformed`, `graphql: <message>` or `indexing_error`; `None` for no
+    /// fault.
+    pub fn name(self) -> Option<String> {
+        Some(match self {
+            Fault::None => return None,
+            Fault::ServerError(status) => format!("http_{status}"),
+            Fault::RateLimited => "http_429".to_owned(),
+            Fault::Timeout => "timeout".to_owned(),
+            Fault::Truncated => "truncated".to_owned(),
+            Fault::Malformed => "malformed".to_owned(),
+            Fault::GraphqlError(message) => format!("graphql: {message}"),
+            Fault::IndexingError => "indexing_error".to_owned(),
+        })
+    }
+}
+
 /// The fault for a uniform draw `u` in [0, 1), with `pick` choosing among variants.
 pub fn choose(config: &FaultConfig, u: f64, pick: u64) -> Fault {
     let mut edge = 0.0;
@@ -126,20 +145,54 @@ pub fn choose(config: &FaultConfig, u: f64, pick: u64) -> Fault {
     Fault::None
 }
 
-/// Seeded draws of faults, one per request.
+/// Seeded draws of faults, one per request, and a count of what they drew.
 #[derive(Debug)]
 pub struct FaultDice {
     /// Rates and seed.
     config: FaultConfig,
-    /// The generator; a mutex because requests draw concurrently.
-    rng: Mutex<StdRng>,
+    /// The generator and the counts; a mutex because requests draw concurrently.
+    state: Mutex<DiceState>,
+}
+
+/// What the dice keep between draws.
+#[derive(Debug)]
+struct DiceState {
+    /// The generator.
+    rng: StdRng,
+    /// Draws so far.
+    rolls: u64,
+    /// Faults drawn so far, by [`Fault::name`].
+    faults: BTreeMap<String, u64>,
+}
+
+/// What the dice drew so far: the requests they decided and the faults among them, so a
+/// test can check that a fault it configured happened and that the client saw each one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FaultCounts {
+    /// Requests decided (each GraphQL POST is one).
+    pub requests: u64,
+    /// Faults injected, by [`Fault::name`].
+    pub faults: BTreeMap<String, u64>,
 }
 
 impl FaultDice {
     /// Dice for `config`.
     pub fn new(config: FaultConfig) -> Self {
-        let rng = Mutex::new(StdRng::seed_from_u64(config.seed));
-        FaultDice { config, rng }
+        let state = Mutex::new(DiceState {
+            rng: StdRng::seed_from_u64(config.seed),
+            rolls: 0,
+            faults: BTreeMap::new(),
+        });
+        FaultDice { config, state }
+    }
+
+    /// The requests decided and the faults injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        FaultCounts {
+            requests: state.rolls,
+            faults: state.faults.clone(),
+        }
     }
 
     /// The configuration.
@@ -149,13 +202,18 @@ impl FaultDice {
 
     /// The fault for the next request.
     pub fn roll(&self) -> Fault {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.rolls += 1;
         if self.config.total_rate() <= 0.0 {
             return Fault::None;
         }
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        let u: f64 = rng.r#gen();
-        let pick: u64 = rng.r#gen();
-        choose(&self.config, u, pick)
+        let u: f64 = state.rng.r#gen();
+        let pick: u64 = state.rng.r#gen();
+        let fault = choose(&self.config, u, pick);
+        if let Some(name) = fault.name() {
+            *state.faults.entry(name).or_default() += 1;
+        }
+        fault
     }
 }
 
@@ -215,5 +273,40 @@ mod tests {
         assert_eq!(ra, rb);
         let errors = ra.iter().filter(|f| **f != Fault::None).count();
         assert!((60..140).contains(&errors), "{errors} of 200");
+    }
+
+    #[test]
+    fn dice_count_what_they_drew() {
+        let dice = FaultDice::new(FaultConfig {
+            error_rate: 0.2,
+            graphql_error_rate: 0.2,
+            indexing_error_rate: 0.1,
+            seed: 3,
+            ..FaultConfig::default()
+        });
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for _ in 0..500 {
+            if let Some(name) = dice.roll().name() {
+                *want.entry(name).or_default() += 1;
+            }
+        }
+        let counts = dice.counts();
+        assert_eq!((counts.requests, &counts.faults), (500, &want));
+        for name in ["http_500", "http_502", "http_503", "indexing_error"] {
+            assert!(want.contains_key(name), "{name} never drawn: {want:?}");
+        }
+        assert!(
+            want.contains_key("graphql: chain was reorganized"),
+            "{want:?}"
+        );
+        let quiet = FaultDice::new(FaultConfig::default());
+        quiet.roll();
+        assert_eq!(
+            quiet.counts(),
+            FaultCounts {
+                requests: 1,
+                faults: BTreeMap::new()
+            }
+        );
     }
 }

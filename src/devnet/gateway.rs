@@ -40,6 +40,12 @@ pub struct GatewayConfig {
     /// Share of requests answered with a transient 502 or 504 (drawn per request, so a
     /// retry can succeed).
     pub error_rate: f64,
+    /// Share of requests held for [`GatewayConfig::timeout_hold`] and then answered 504, as
+    /// a gateway does while it looks for the content's providers (drawn per request apart
+    /// from `error_rate`, so a retry can succeed).
+    pub timeout_rate: f64,
+    /// How long a timed-out request is held.
+    pub timeout_hold: Duration,
     /// How long [`Variant::Slow`] tokens hang before answering.
     pub slow: Duration,
     /// Seed of the transient-error draws.
@@ -51,8 +57,54 @@ impl Default for GatewayConfig {
         GatewayConfig {
             latency: Duration::ZERO,
             error_rate: 0.0,
+            timeout_rate: 0.0,
+            timeout_hold: Duration::from_secs(30),
             slow: Duration::from_secs(10),
             seed: 0,
+        }
+    }
+}
+
+/// What the gateway has answered, for `/admin/gateway/stats`: a test checks that the faults
+/// it configured happened, and that the client saw each one.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Every request.
+    requests: AtomicU64,
+    /// Transient 502s injected.
+    http_502: AtomicU64,
+    /// Transient 504s injected.
+    http_504: AtomicU64,
+    /// Requests held and then answered 504.
+    timeouts: AtomicU64,
+}
+
+/// A snapshot of [`GatewayStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayCounts {
+    /// Every request.
+    pub requests: u64,
+    /// Injected faults by name: `http_502`, `http_504` (both answered at once) and
+    /// `timeout` (held, then 504).
+    pub faults: std::collections::BTreeMap<String, u64>,
+}
+
+impl GatewayStats {
+    /// The counts so far; faults that never happened are left out.
+    pub fn counts(&self) -> GatewayCounts {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let faults = [
+            ("http_502", load(&self.http_502)),
+            ("http_504", load(&self.http_504)),
+            ("timeout", load(&self.timeouts)),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect();
+        GatewayCounts {
+            requests: load(&self.requests),
+            faults,
         }
     }
 }
@@ -67,6 +119,8 @@ struct GatewayState {
     base: String,
     /// Requests so far: the transient-error draws hash it.
     requests: AtomicU64,
+    /// What was answered, shared with the admin routes.
+    stats: Arc<GatewayStats>,
     /// Turns true at shutdown, releasing slow requests.
     stopping: watch::Receiver<bool>,
 }
@@ -77,6 +131,17 @@ pub async fn serve_gateway(
     listener: TcpListener,
     live: Arc<LiveChain>,
     config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_gateway_counted(listener, live, config, Arc::default(), shutdown).await
+}
+
+/// [`serve_gateway`], counting what it answers into `stats`.
+pub async fn serve_gateway_counted(
+    listener: TcpListener,
+    live: Arc<LiveChain>,
+    config: GatewayConfig,
+    stats: Arc<GatewayStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = super::loopback_if_unspecified(listener.local_addr()?);
@@ -90,6 +155,7 @@ pub async fn serve_gateway(
         config,
         base: format!("http://{addr}"),
         requests: AtomicU64::new(0),
+        stats,
         stopping,
     });
     let app = Router::new()
@@ -211,22 +277,40 @@ async fn web(
     }
 }
 
-/// Latency and transient errors, applied before any lookup.
+/// Latency, transient errors and timeouts, applied before any lookup.
 async fn gate(state: &GatewayState) -> Option<Response> {
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let timeout_draw = mix(state.config.seed ^ 0x686f_6c64, n);
+    if state.config.timeout_rate > 0.0
+        && super::cluster::unit(timeout_draw) < state.config.timeout_rate
+    {
+        state.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        let mut stopping = state.stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.timeout_hold) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        return Some(text(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Time-out".to_owned(),
+        ));
+    }
     if state.config.error_rate <= 0.0 {
         return None;
     }
-    let n = state.requests.fetch_add(1, Ordering::Relaxed);
     let draw = mix(state.config.seed ^ 0x6761_7465, n);
     if super::cluster::unit(draw) >= state.config.error_rate {
         return None;
     }
     Some(if draw & 1 == 0 {
+        state.stats.http_502.fetch_add(1, Ordering::Relaxed);
         text(StatusCode::BAD_GATEWAY, "502 Bad Gateway".to_owned())
     } else {
+        state.stats.http_504.fetch_add(1, Ordering::Relaxed);
         text(
             StatusCode::GATEWAY_TIMEOUT,
             "504 Gateway Time-out".to_owned(),

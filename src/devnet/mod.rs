@@ -37,8 +37,10 @@ use tokio::sync::watch;
 pub use chain::{Chain, ChainParams, MetadataSource, Mined, MintedToken, UriKind, generate};
 pub use cluster::{Cluster, ClusterConfig, ClusterStats, Credential, OutageMode, serve_cluster};
 pub use content::{Expected, VARIANTS, Variant};
-pub use faults::{Fault, FaultConfig};
-pub use gateway::{GatewayConfig, serve_gateway};
+pub use faults::{Fault, FaultConfig, FaultCounts};
+pub use gateway::{
+    GatewayConfig, GatewayCounts, GatewayStats, serve_gateway, serve_gateway_counted,
+};
 pub use live::LiveChain;
 pub use server::with_indexing_error;
 
@@ -155,6 +157,12 @@ pub struct DevnetArgs {
     /// Share of `GET /pins` streams cut halfway, with an `X-Stream-Error` header.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub cluster_stream_error_rate: f64,
+    /// Share of cluster requests held for --cluster-timeout-hold-ms, then answered 504.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub cluster_timeout_rate: f64,
+    /// How long a timed-out cluster request is held.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub cluster_timeout_hold_ms: u64,
     /// Require HTTP basic auth on the cluster API.
     #[arg(long, value_name = "USER:PASS")]
     pub cluster_basic_auth: Option<String>,
@@ -170,6 +178,12 @@ pub struct DevnetArgs {
     /// Share of gateway requests answered with a transient 502 or 504.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub gateway_error_rate: f64,
+    /// Share of gateway requests held for --gateway-timeout-hold-ms, then answered 504.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub gateway_timeout_rate: f64,
+    /// How long a timed-out gateway request is held.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub gateway_timeout_hold_ms: u64,
     /// How long tokens of the `slow` variant hang before answering.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub gateway_slow_ms: u64,
@@ -202,11 +216,15 @@ impl Default for DevnetArgs {
             cluster_latency_ms: 0,
             cluster_fault_rate: 0.0,
             cluster_stream_error_rate: 0.0,
+            cluster_timeout_rate: 0.0,
+            cluster_timeout_hold_ms: 30_000,
             cluster_basic_auth: None,
             cluster_bearer: None,
             gateway_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             gateway_latency_ms: 0,
             gateway_error_rate: 0.0,
+            gateway_timeout_rate: 0.0,
+            gateway_timeout_hold_ms: 30_000,
             gateway_slow_ms: 10_000,
         }
     }
@@ -237,7 +255,9 @@ impl DevnetArgs {
             ("cluster-error-rate", self.cluster_error_rate),
             ("cluster-fault-rate", self.cluster_fault_rate),
             ("cluster-stream-error-rate", self.cluster_stream_error_rate),
+            ("cluster-timeout-rate", self.cluster_timeout_rate),
             ("gateway-error-rate", self.gateway_error_rate),
+            ("gateway-timeout-rate", self.gateway_timeout_rate),
         ];
         for (flag, value) in other_rates {
             if !(0.0..=1.0).contains(&value) {
@@ -285,6 +305,8 @@ impl DevnetArgs {
                 error_rate: self.cluster_error_rate,
                 fault_rate: self.cluster_fault_rate,
                 stream_error_rate: self.cluster_stream_error_rate,
+                timeout_rate: self.cluster_timeout_rate,
+                timeout_hold: Duration::from_millis(self.cluster_timeout_hold_ms),
                 latency: Duration::from_millis(self.cluster_latency_ms),
                 basic_auth: self.cluster_basic_auth.clone().map(Credential::new),
                 bearer: self.cluster_bearer.clone().map(Credential::new),
@@ -293,6 +315,8 @@ impl DevnetArgs {
             gateway: GatewayConfig {
                 latency: Duration::from_millis(self.gateway_latency_ms),
                 error_rate: self.gateway_error_rate,
+                timeout_rate: self.gateway_timeout_rate,
+                timeout_hold: Duration::from_millis(self.gateway_timeout_hold_ms),
                 slow: Duration::from_millis(self.gateway_slow_ms),
                 seed: self.fault_seed,
             },
@@ -356,7 +380,7 @@ pub async fn serve_chain(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let live = Arc::new(LiveChain::new(chain));
-    server::serve_main(listener, live, None, &config, shutdown)
+    server::serve_main(listener, live, None, None, &config, shutdown)
         .await
         .context("serving the devnet")
 }
@@ -441,11 +465,13 @@ pub async fn serve_all(
         let _ = rx.wait_for(|s| *s).await;
     };
     let cluster = Arc::new(Cluster::new(config.cluster.clone()));
+    let gateway_stats = Arc::new(GatewayStats::default());
     let main = async {
         server::serve_main(
             listeners.main,
             Arc::clone(&live),
             Some(Arc::clone(&cluster)),
+            Some(Arc::clone(&gateway_stats)),
             &config,
             stopped(stop_rx.clone()),
         )
@@ -462,10 +488,11 @@ pub async fn serve_all(
         .context("serving the devnet cluster")
     };
     let gateway = async {
-        serve_gateway(
+        serve_gateway_counted(
             listeners.gateway,
             Arc::clone(&live),
             config.gateway.clone(),
+            Arc::clone(&gateway_stats),
             stopped(stop_rx.clone()),
         )
         .await

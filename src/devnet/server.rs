@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::chain::{Chain, Mined};
 use super::cluster::{Cluster, OutageMode};
 use super::faults::{Fault, FaultDice};
+use super::gateway::GatewayStats;
 use super::live::LiveChain;
 use super::schema::{Served, SubgraphInfo, SubgraphSchema, build_schema};
 use super::{DevnetConfig, SUBGRAPH_PATH};
@@ -38,6 +39,8 @@ struct AppState {
     live: Arc<LiveChain>,
     /// The simulated cluster, when this devnet runs one.
     cluster: Option<Arc<Cluster>>,
+    /// The simulated gateway's counters, when this devnet runs one.
+    gateway: Option<Arc<GatewayStats>>,
     /// Deployment, pruning and indexing errors.
     info: Arc<SubgraphInfo>,
     /// Fault draws.
@@ -53,12 +56,13 @@ impl AppState {
     }
 }
 
-/// Serves the subgraph of `live` (and the admin routes of `cluster`, if any) on `listener`
-/// until `shutdown` resolves.
+/// Serves the subgraph of `live` (and the admin routes of `cluster` and `gateway`, if any)
+/// on `listener` until `shutdown` resolves.
 pub(super) async fn serve_main(
     listener: TcpListener,
     live: Arc<LiveChain>,
     cluster: Option<Arc<Cluster>>,
+    gateway: Option<Arc<GatewayStats>>,
     config: &DevnetConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -72,6 +76,7 @@ pub(super) async fn serve_main(
         schema: build_schema(),
         live,
         cluster,
+        gateway,
         info: Arc::new(info),
         dice: FaultDice::new(config.faults.clone()),
         stopping,
@@ -81,6 +86,8 @@ pub(super) async fn serve_main(
         .route("/admin/mine", post(admin_mine))
         .route("/admin/cluster/outage", post(admin_cluster_outage))
         .route("/admin/cluster/stats", get(admin_cluster_stats))
+        .route("/admin/subgraph/stats", get(admin_subgraph_stats))
+        .route("/admin/gateway/stats", get(admin_gateway_stats))
         .route("/health", get(health))
         .with_state(state);
     axum::serve(listener, app)
@@ -185,6 +192,26 @@ async fn admin_cluster_stats(State(state): State<Arc<AppState>>) -> Response {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
+        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /admin/subgraph/stats`: GraphQL POSTs decided and the faults injected among them,
+/// by name (`http_503`, `timeout`, `graphql: Query timed out`, ...).
+async fn admin_subgraph_stats(State(state): State<Arc<AppState>>) -> Response {
+    match serde_json::to_vec(&state.dice.counts()) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /admin/gateway/stats`: gateway requests and the transient faults injected.
+async fn admin_gateway_stats(State(state): State<Arc<AppState>>) -> Response {
+    let Some(gateway) = &state.gateway else {
+        return text_response(StatusCode::NOT_FOUND, "this devnet runs no gateway".into());
+    };
+    match serde_json::to_vec(&gateway.counts()) {
+        Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -296,7 +323,19 @@ async fn execute(state: &AppState, request: async_graphql::Request) -> Result<Ve
         one_pass: true,
     };
     let response = state.schema.execute(request.data(served)).await;
-    serde_json::to_vec(&response).map_err(|e| e.to_string())
+    graph_node_body(&response).map_err(|e| e.to_string())
+}
+
+/// The response body graph-node would send. graph-node fails a query as a whole: when any
+/// root field fails (`skip` over 5000, a block not yet indexed, ...) it answers the errors
+/// and no `data` at all, where async-graphql keeps the fields that did resolve. A client
+/// that sends many aliased fields in one request must see the same failure here as there.
+pub(crate) fn graph_node_body(response: &async_graphql::Response) -> serde_json::Result<Vec<u8>> {
+    if response.errors.is_empty() {
+        serde_json::to_vec(response)
+    } else {
+        serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
+    }
 }
 
 /// A response with every list under `data` cut to half its rows, plus `indexing_error`:

@@ -575,6 +575,53 @@ async fn the_same_cid_in_another_encoding_is_the_same_pin() {
 }
 
 #[tokio::test]
+async fn posts_after_a_pinned_answer_are_counted_and_named() {
+    let (served, cluster) = start_cluster(fast(5, 5, 0.0)).await;
+    let http = client();
+    let list = cids(3);
+    let (a, b, c) = (&list[0], &list[1], &list[2]);
+    for cid in &list {
+        assert_eq!(post_pin(&http, &served.base, cid, "").await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Re-posts before any answer said `pinned` are not counted (a crash may cause them).
+    post_pin(&http, &served.base, a, "").await;
+    // `a` is seen pinned through a stream, `b` through the single read; `c` never is, and
+    // a stream whose filter hides `b` does not count as an answer about it.
+    let (status, _, lines) = statuses(&http, &served.base, &format!("?cids={a}")).await;
+    assert_eq!((status, lines.len()), (200, 1));
+    let (status, _, lines) =
+        statuses(&http, &served.base, &format!("?cids={b}&filter=pin_error")).await;
+    assert_eq!((status, lines.len()), (204, 0));
+    let stats = cluster.stats();
+    assert_eq!(
+        (
+            stats.posts_after_pinned_seen,
+            stats.posted_after_pinned.len()
+        ),
+        (0, 0)
+    );
+    post_pin(&http, &served.base, b, "").await;
+    let r = http
+        .get(format!("{}/pins/{b}", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    post_pin(&http, &served.base, a, "").await;
+    post_pin(&http, &served.base, a, "").await;
+    post_pin(&http, &served.base, b, "").await;
+    post_pin(&http, &served.base, c, "").await;
+    let stats = cluster.stats();
+    assert_eq!(stats.posts_after_pinned_seen, 3, "{stats:?}");
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(stats.posted_after_pinned, want);
+    assert_eq!(stats.pin_requests, 3 + 1 + 1 + 4);
+    served.stop().await;
+}
+
+#[tokio::test]
 async fn credentials_are_required_when_configured() {
     let config = ClusterConfig {
         basic_auth: Some(Credential::new("nifty:s3cret")),

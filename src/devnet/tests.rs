@@ -447,6 +447,48 @@ async fn first_and_skip_caps_answer_graph_nodes_messages() {
 }
 
 #[tokio::test]
+async fn a_query_with_one_failing_field_answers_errors_and_no_data_like_graph_node() {
+    let devnet = Running::start(config(2_000, 3)).await;
+    let head = devnet.data("{ _meta { block { number } } }").await["_meta"]["block"]["number"]
+        .as_u64()
+        .unwrap();
+    // graph-client's auto-pagination sends one request with an alias per 1,000 rows; an
+    // alias past the skip cap fails the whole request on graph-node, not only itself.
+    let cases = [
+        (
+            "{ a: tokens(first: 2) { id } b: tokens(first: 2, skip: 6000) { id } }".to_owned(),
+            "The `skip` argument must be between 0 and 5000, but is 6000".to_owned(),
+        ),
+        (
+            format!(
+                "{{ tokens(first: 1) {{ id }} _meta(block: {{ number: {} }}) {{ deployment }} }}",
+                head + 1
+            ),
+            format!("has only indexed up to block number {head}"),
+        ),
+    ];
+    for (query, message) in cases {
+        let (status, body) = devnet.post(&query, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("data").is_none(), "{query}: {body}");
+        let errors = body["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{body}");
+        let got = errors[0]["message"].as_str().unwrap();
+        assert!(got.contains(&message), "{query}: {got}");
+    }
+    // A query without errors still answers its data, and only its data.
+    let (_, body) = devnet
+        .post(
+            "{ a: tokens(first: 2) { id } b: tokens(first: 2, skip: 5000) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["a"].as_array().unwrap().len(), 2);
+    devnet.stop().await;
+}
+
+#[tokio::test]
 async fn block_argument_travels_in_time_and_refuses_unknown_blocks() {
     let mut cfg = config(2_000, 6);
     cfg.prune_before = 1_005;
@@ -768,6 +810,37 @@ async fn faults_occur_at_their_rates_on_graphql_only() {
     }
     let ok = counts.get("ok").copied().unwrap_or(0);
     assert!((150..=270).contains(&ok), "ok: {ok}");
+    // The devnet's own count of what it injected is what the client met.
+    let stats: FaultCounts = devnet
+        .http
+        .get(format!("{}/admin/subgraph/stats", devnet.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let counted = |prefix: &str| -> usize {
+        stats
+            .faults
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, n)| *n as usize)
+            .sum()
+    };
+    assert_eq!(stats.requests, n as u64);
+    for (kind, prefix) in [
+        ("error", "http_5"),
+        ("rate_limit", "http_429"),
+        ("timeout", "timeout"),
+        ("truncated", "truncated"),
+        ("malformed", "malformed"),
+        ("graphql", "graphql: "),
+        ("indexing", "indexing_error"),
+    ] {
+        let seen = counts.get(kind).copied().unwrap_or(0);
+        assert_eq!(counted(prefix), seen, "{kind}: {stats:?}");
+    }
 
     // Admin and health are never faulted.
     for _ in 0..30 {
@@ -788,6 +861,69 @@ async fn faults_occur_at_their_rates_on_graphql_only() {
         assert_eq!(r.status(), 200);
     }
     devnet.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_and_cluster_timeouts_hold_then_answer_504_and_are_counted() {
+    let hold = Duration::from_millis(300);
+    let mut config = DevnetConfig {
+        chain: ChainParams {
+            tokens: 50,
+            seed: 1,
+            ..ChainParams::default()
+        },
+        ..DevnetConfig::default()
+    };
+    config.gateway.timeout_rate = 1.0;
+    config.gateway.timeout_hold = hold;
+    config.cluster.timeout_rate = 1.0;
+    config.cluster.timeout_hold = hold;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let listeners = Listeners::bind(loopback, loopback, loopback).await.unwrap();
+    let addrs = listeners.addrs().unwrap();
+    config.chain.web_base = Some(web_base(addrs.gateway));
+    let live = Arc::new(live_chain(config.chain.clone()).await.unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_all(listeners, live, config, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let main = format!("http://{}", addrs.main);
+    for _ in 0..200 {
+        if http.get(format!("{main}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for url in [
+        format!("http://{}/ipfs/bafkqaaa/1.json", addrs.gateway),
+        format!("http://{}/id", addrs.cluster),
+    ] {
+        let started = Instant::now();
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 504, "{url}");
+        assert!(started.elapsed() >= hold, "{url} answered before the hold");
+    }
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("{main}{path}");
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let gateway = get("/admin/gateway/stats").await;
+    assert_eq!(gateway, json!({"requests": 1, "faults": {"timeout": 1}}));
+    let cluster = get("/admin/cluster/stats").await;
+    assert_eq!(cluster["timeouts"], 1, "{cluster}");
+    assert_eq!(cluster["faults"], 0, "{cluster}");
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -1017,6 +1153,10 @@ fn cluster_and_gateway_flags_become_a_checked_config() {
         "0.1",
         "--cluster-stream-error-rate",
         "0.2",
+        "--cluster-timeout-rate",
+        "0.05",
+        "--cluster-timeout-hold-ms",
+        "700",
         "--cluster-latency-ms",
         "3",
         "--cluster-basic-auth",
@@ -1027,6 +1167,10 @@ fn cluster_and_gateway_flags_become_a_checked_config() {
         "4",
         "--gateway-error-rate",
         "0.3",
+        "--gateway-timeout-rate",
+        "0.04",
+        "--gateway-timeout-hold-ms",
+        "600",
         "--gateway-slow-ms",
         "900",
     ]);
@@ -1042,6 +1186,8 @@ fn cluster_and_gateway_flags_become_a_checked_config() {
             error_rate: 0.5,
             fault_rate: 0.1,
             stream_error_rate: 0.2,
+            timeout_rate: 0.05,
+            timeout_hold: Duration::from_millis(700),
             latency: Duration::from_millis(3),
             basic_auth: Some(Credential::new("u:p")),
             bearer: Some(Credential::new("tok")),
@@ -1053,6 +1199,8 @@ fn cluster_and_gateway_flags_become_a_checked_config() {
         GatewayConfig {
             latency: Duration::from_millis(4),
             error_rate: 0.3,
+            timeout_rate: 0.04,
+            timeout_hold: Duration::from_millis(600),
             slow: Duration::from_millis(900),
             seed: 0,
         }
@@ -1074,6 +1222,14 @@ fn cluster_and_gateway_flags_become_a_checked_config() {
         (
             &["--gateway-error-rate=-0.5"][..],
             "--gateway-error-rate must be between 0 and 1, but is -0.5",
+        ),
+        (
+            &["--gateway-timeout-rate", "1.5"][..],
+            "--gateway-timeout-rate must be between 0 and 1, but is 1.5",
+        ),
+        (
+            &["--cluster-timeout-rate", "2"][..],
+            "--cluster-timeout-rate must be between 0 and 1, but is 2",
         ),
         (
             &["--cluster-basic-auth", "nocolon"][..],

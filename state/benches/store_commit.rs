@@ -1,18 +1,23 @@
 //! Page commit throughput of the store: the ceiling for any source's ingest rate.
 //!
 //! Commits 200,000 tokens in pages of 1,000 into a fresh store, with and without an fsync
-//! per commit, five times each, and prints the median tokens/s and disk bytes per token.
+//! per commit, five times each, and prints the median tokens/s and disk bytes per token;
+//! records the rates for `make bench`'s table (`benches/support/figures.rs`).
+//! NIFTY_BENCH_COMMIT_TOKENS (200,000) and NIFTY_BENCH_COMMIT_RUNS (5) scale it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 
 use nifty_state::{Address, Cursor, Page, Position, Store, StoreOptions, Token, TokenId, TokenKey};
 
-const TOKENS: u64 = 200_000;
-const PAGE: u64 = 1_000;
-const RUNS: usize = 5;
+#[path = "../../benches/support/figures.rs"]
+mod figures;
 
-fn run(sync: bool) -> (f64, f64) {
+use figures::{env_or, median};
+
+const PAGE: u64 = 1_000;
+
+fn run(sync: bool, tokens: u64) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
@@ -22,9 +27,9 @@ fn run(sync: bool) -> (f64, f64) {
         },
     )
     .unwrap();
-    let pages: Vec<Vec<(TokenKey, Token)>> = (0..TOKENS / PAGE)
+    let pages: Vec<Vec<(TokenKey, Token)>> = (0..tokens.div_ceil(PAGE))
         .map(|p| {
-            (0..PAGE)
+            (0..PAGE.min(tokens))
                 .map(|i| {
                     let n = p * PAGE + i;
                     let mut a = [0u8; 20];
@@ -58,25 +63,24 @@ fn run(sync: bool) -> (f64, f64) {
             })
             .unwrap();
     }
-    let rate = TOKENS as f64 / start.elapsed().as_secs_f64();
+    let stored = (pages.len() as u64 * PAGE.min(tokens)) as f64;
+    let rate = stored / start.elapsed().as_secs_f64();
     drop(store);
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    let bytes = store.size_on_disk().unwrap() as f64 / TOKENS as f64;
+    let bytes = store.size_on_disk().unwrap() as f64 / stored;
     (rate, bytes)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    println!("store page commit: {TOKENS} tokens, pages of {PAGE}, median of {RUNS} runs");
+    let tokens = env_or("NIFTY_BENCH_COMMIT_TOKENS", 200_000).max(1);
+    let runs = env_or("NIFTY_BENCH_COMMIT_RUNS", 5).max(1) as usize;
+    let mut part = figures::Part::new("store_commit");
+    println!("store page commit: {tokens} tokens, pages of {PAGE}, median of {runs} runs");
     for sync in [true, false] {
-        let runs: Vec<(f64, f64)> = (0..RUNS).map(|_| run(sync)).collect();
-        let rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let rate = median(rates.clone());
-        let bytes = median(runs.iter().map(|r| r.1).collect());
+        let results: Vec<(f64, f64)> = (0..runs).map(|_| run(sync, tokens)).collect();
+        let rates: Vec<f64> = results.iter().map(|r| r.0).collect();
+        let rate = median(&rates);
+        let bytes = median(&results.iter().map(|r| r.1).collect::<Vec<_>>());
         println!(
             "  fsync per commit {:<5}  {:>9.0} tokens/s  (min {:.0}, max {:.0})  {:>6.0} disk bytes/token",
             sync,
@@ -84,6 +88,16 @@ fn main() {
             rates.iter().copied().fold(f64::MAX, f64::min),
             rates.iter().copied().fold(0.0, f64::max),
             bytes
+        );
+        part.record_with(
+            if sync {
+                "store_commit_fsync"
+            } else {
+                "store_commit_nosync"
+            },
+            &rates,
+            &format!("{} tokens, pages of {PAGE}", figures::pretty(tokens as f64)),
+            &[("disk_bytes_per_token", bytes)],
         );
     }
 }

@@ -21,7 +21,7 @@ pub enum StateError {
     },
 
     /// The data dir could not be created, locked or read.
-    #[error("cannot use data dir {dir}: {source}")]
+    #[error("cannot use data dir {dir}: {source}{hint}", hint = io_hint(source.kind()))]
     DataDir {
         /// The data dir.
         dir: PathBuf,
@@ -53,9 +53,39 @@ pub enum StateError {
         dir: PathBuf,
     },
 
-    /// sled itself failed (I/O, corruption).
+    /// sled itself failed (corruption, a bug); I/O failures are [`StateError::Io`].
     #[error("store I/O error: {0}")]
     Sled(#[from] sled::Error),
+
+    /// Reading or writing the database failed (a full disk, a read-only or failing one).
+    /// sled refuses every write after one, so the store stays unusable until the process
+    /// restarts; what was committed before stays committed.
+    // `error` is not marked as the source: the message already says it, and the command
+    // line prints a whole chain of sources.
+    #[error("data dir {dir}: {error}{hint}", hint = io_hint(error.kind()))]
+    Io {
+        /// The data dir.
+        dir: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+
+    /// The data dir's filesystem has less free space than the store keeps in reserve: bulk
+    /// writes (pages, analysis results) wait until space returns, so sled never meets a
+    /// full disk halfway through a write.
+    #[error(
+        "data dir {dir}: No space left on device: {available} bytes free, less than the \
+         {reserve} bytes nifty keeps free (store.min_free_mb); nothing was written after the \
+         last commit: free some space and nifty continues from there"
+    )]
+    DiskFull {
+        /// The data dir.
+        dir: PathBuf,
+        /// Bytes free for nifty on its filesystem.
+        available: u64,
+        /// Bytes the store keeps free.
+        reserve: u64,
+    },
 
     /// A record could not be encoded (a bug: every record type is encodable).
     #[error("cannot encode {what}: {reason}")]
@@ -133,7 +163,30 @@ impl StateError {
             StateError::InUse { .. }
                 | StateError::Sled(sled::Error::Io(_))
                 | StateError::DataDir { .. }
+                | StateError::DiskFull { .. }
         )
+    }
+
+    /// True when this process cannot use the store any more: it met an I/O error, after
+    /// which sled refuses writes. A new process recovers the store as of its last commit.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StateError::Io { .. })
+    }
+}
+
+/// What an operator can do about an I/O error on the data dir, as a suffix of its message.
+fn io_hint(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "; the store keeps everything up to its last commit: free some space, then run nifty \
+             again and it continues from there"
+        }
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+            "; nifty needs write access to its data dir, even to read it (the store takes a \
+             lock and its database opens read-write)"
+        }
+        _ => "",
     }
 }
 

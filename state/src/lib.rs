@@ -19,6 +19,7 @@ pub use model::{
     UnixMillis, WorkItem,
 };
 pub use store::{
-    AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, FailureEntry, LOCK_FILE, Page, PageOutcome,
-    PinUpdate, Resource, SCHEMA_VERSION, Store, StoreOptions, Unwound,
+    AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, DISK_BYTES_MAX_AGE,
+    FailureEntry, LOCK_FILE, Page, PageOutcome, PinUpdate, Resource, SCHEMA_VERSION, Store,
+    StoreOptions, Unwound,
 };

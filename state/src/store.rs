@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::future::Future;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sled::Transactional;
@@ -54,6 +57,27 @@ fn open_run_key(id: u64) -> Vec<u8> {
 /// while leaving the process well under its 100 MB budget.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Free space the store keeps on its filesystem unless told otherwise: well above what sled
+/// writes between two checks (a page commit, a few 512 KiB log segments, a snapshot), and
+/// small next to any disk that holds a store.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How often a flush that has not finished looks at the disk and at the other threads.
+const FLUSH_WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// A flush pending this long while the filesystem has less than [`STALLED_FREE_BYTES`]
+/// free is given up: after a log write fails for lack of space, sled 0.34 can leave a flush
+/// waiting forever. A flush of a healthy disk takes milliseconds.
+const FLUSH_STALL: Duration = Duration::from_secs(2);
+
+/// "No room for one more log segment" (sled's segments are 512 KiB).
+const STALLED_FREE_BYTES: u64 = 1024 * 1024;
+
+/// How long [`Store::disk_bytes`] reuses a measurement. sled counts its size by reading
+/// the size of each file it keeps large values in (a long analysis queue alone makes
+/// hundreds at 10M tokens): 1.5 ms a status read there, against 0.25 ms for the rest.
+pub const DISK_BYTES_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// How the store is opened.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -63,6 +87,11 @@ pub struct StoreOptions {
     pub sync_commits: bool,
     /// sled's page cache size in bytes.
     pub cache_bytes: u64,
+    /// Bulk writes (pages, analysis results) are refused with [`StateError::DiskFull`]
+    /// while the data dir's filesystem has less than this free, so sled never runs out of
+    /// space halfway through a write (it cannot go on after that without a restart).
+    /// 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -70,7 +99,83 @@ impl Default for StoreOptions {
         StoreOptions {
             sync_commits: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
+    }
+}
+
+/// The first I/O error the database met. sled refuses writes after one and may leave a
+/// flush waiting forever, so every later write fails at once instead of reaching sled.
+#[derive(Debug, Default)]
+struct Failure(OnceLock<(std::io::ErrorKind, Option<i32>, String)>);
+
+impl Failure {
+    /// Records `e` unless an earlier error is recorded; true when it was the first.
+    fn set(&self, e: &std::io::Error) -> bool {
+        self.0
+            .set((e.kind(), e.raw_os_error(), e.to_string()))
+            .is_ok()
+    }
+
+    /// The recorded error, as a new `io::Error`.
+    fn get(&self) -> Option<std::io::Error> {
+        self.0.get().map(|(kind, code, text)| match code {
+            Some(c) => std::io::Error::from_raw_os_error(*c),
+            None => std::io::Error::new(*kind, text.clone()),
+        })
+    }
+}
+
+/// sled hands on an I/O error that it met on another thread as a new error holding the
+/// first one's debug text (`Os { code: 28, kind: StorageFull, message: "..." }`); this
+/// turns that back into the OS error, so messages read "No space left on device (os error
+/// 28)" however the error travelled.
+fn plain_io_error(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let text = e.to_string();
+    let code = text
+        .split_once("code: ")
+        .and_then(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<i32>().ok()
+        })
+        .filter(|_| text.starts_with("Os {"));
+    match code {
+        Some(c) => std::io::Error::from_raw_os_error(c),
+        None => e,
+    }
+}
+
+/// Removes snapshots sled began and never finished (`snap.<lsn>.generating`): sled 0.34
+/// takes the newest file named `snap.*` as its snapshot, finished or not, and refuses to
+/// open when that is an empty file a full disk left behind. A snapshot only shortens
+/// recovery; the log holds every commit, and sled writes a new snapshot as it runs.
+fn remove_unfinished_snapshots(sled_dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(sled_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing an unfinished sled snapshot");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Wakes the thread that polls a future by hand.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -176,11 +281,17 @@ pub struct Store {
     t: Trees,
     /// Whether to fsync after each commit.
     sync_commits: bool,
+    /// Free bytes below which bulk writes are refused (0: never).
+    min_free_bytes: u64,
+    /// The first I/O error met, shared by all clones.
+    failure: Arc<Failure>,
     /// Held for the store's lifetime; dropping the last clone releases it.
     _lock: Arc<File>,
     /// Serialises analysis records with pin completion, so a token analysed while its
     /// last pin completes is linked by one or the other (see `pinning`).
     link_lock: Arc<std::sync::Mutex<()>>,
+    /// The last [`Store::size_on_disk`] and when it was measured, for [`Store::disk_bytes`].
+    disk_bytes: Arc<std::sync::Mutex<Option<(Instant, u64)>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -213,6 +324,8 @@ fn tx_encode<T: Serialize>(what: &'static str, value: &T) -> TxResult<Vec<u8>> {
     encode(what, value).map_err(ConflictableTransactionError::Abort)
 }
 
+/// A transaction's error as the crate's; [`Store::io`] then names the data dir of an I/O
+/// failure.
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StateError>>) -> Result<T> {
     r.map_err(|e| match e {
         TransactionError::Abort(e) => e,
@@ -271,7 +384,30 @@ impl Store {
         lock.set_len(0).map_err(io)?;
         lock.rewind().map_err(io)?;
         write!(lock, "pid {}", std::process::id()).map_err(io)?;
+        // Only the lock's holder may touch sled's files.
+        remove_unfinished_snapshots(&dir.join(SLED_DIR)).map_err(io)?;
+        let (db, t) = Self::open_db(dir, opts).map_err(|e| match e {
+            StateError::Sled(sled::Error::Io(e)) => StateError::Io {
+                dir: dir.to_owned(),
+                error: plain_io_error(e),
+            },
+            other => other,
+        })?;
+        Ok(Store {
+            dir: dir.to_owned(),
+            db,
+            t,
+            sync_commits: opts.sync_commits,
+            min_free_bytes: opts.min_free_bytes,
+            failure: Arc::default(),
+            _lock: Arc::new(lock),
+            link_lock: Arc::default(),
+            disk_bytes: Arc::default(),
+        })
+    }
 
+    /// Opens the database and its trees, and checks (or writes) the schema version.
+    fn open_db(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, Trees)> {
         let db = sled::Config::new()
             .path(dir.join(SLED_DIR))
             .cache_capacity(opts.cache_bytes)
@@ -330,14 +466,7 @@ impl Store {
                 db.flush()?;
             }
         }
-        Ok(Store {
-            dir: dir.to_owned(),
-            db,
-            t,
-            sync_commits: opts.sync_commits,
-            _lock: Arc::new(lock),
-            link_lock: Arc::default(),
-        })
+        Ok((db, t))
     }
 
     /// The data dir.
@@ -345,16 +474,95 @@ impl Store {
         &self.dir
     }
 
-    /// Bytes the database occupies on disk.
+    /// Bytes the database occupies on disk. Reads the size of every file sled keeps large
+    /// values in, so it takes longer the bigger the store: status reads use
+    /// [`Store::disk_bytes`].
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
 
+    /// [`Store::size_on_disk`] as measured at most [`DISK_BYTES_MAX_AGE`] ago: O(1) for
+    /// all but one call in that time, so `/api/status` does not slow down as the store grows.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let mut last = self.disk_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, bytes)) = *last
+            && at.elapsed() < DISK_BYTES_MAX_AGE
+        {
+            return Ok(bytes);
+        }
+        let bytes = self.size_on_disk()?;
+        *last = Some((Instant::now(), bytes));
+        Ok(bytes)
+    }
+
     fn durable(&self) -> Result<()> {
         if self.sync_commits {
-            self.db.flush()?;
+            self.flush()?;
         }
         Ok(())
+    }
+
+    /// Names the data dir in an I/O error from sled and remembers the error, so later
+    /// writes fail at once (see [`Failure`]). Other results pass unchanged.
+    fn io<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(StateError::Sled(sled::Error::Io(e))) => Err(self.io_failure(e)),
+            other => other,
+        }
+    }
+
+    fn io_failure(&self, e: std::io::Error) -> StateError {
+        let error = plain_io_error(e);
+        if self.failure.set(&error) {
+            // Dropping the database flushes it and joins sled's flusher thread, either of
+            // which can wait forever on the failed log: this process never drops it.
+            std::mem::forget(self.db.clone());
+        }
+        tracing::error!(dir = %self.dir.display(), %error, "the store met an I/O error; it takes no more writes until nifty restarts");
+        StateError::Io {
+            dir: self.dir.clone(),
+            error,
+        }
+    }
+
+    /// Fails when the store met an I/O error earlier (see [`Failure`]).
+    fn writable(&self) -> Result<()> {
+        match self.failure.get() {
+            Some(error) => Err(StateError::Io {
+                dir: self.dir.clone(),
+                error,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The I/O error that made this store refuse writes, if one did. A process that sees
+    /// one should stop: only reopening the store (in a new process) recovers it.
+    pub fn failure(&self) -> Option<StateError> {
+        self.writable().err()
+    }
+
+    /// Bytes free for nifty on the data dir's filesystem, when the OS says.
+    pub fn available_bytes(&self) -> Option<u64> {
+        fs2::available_space(&self.dir).ok()
+    }
+
+    /// Fails with [`StateError::DiskFull`] when the filesystem has less free than the
+    /// reserve: checked before bulk writes, never before the small records (run ends,
+    /// cursor moves) that say why work stopped.
+    fn has_room(&self) -> Result<()> {
+        self.writable()?;
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match self.available_bytes() {
+            Some(available) if available < self.min_free_bytes => Err(StateError::DiskFull {
+                dir: self.dir.clone(),
+                available,
+                reserve: self.min_free_bytes,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Commits a page: its new tokens, one analysis outbox item listing them, new
@@ -369,6 +577,7 @@ impl Store {
     /// block it came from and which outbox item queued it, so a reorg can take it back out
     /// ([`Store::unwind`]).
     fn commit(&self, page: &Page<'_>, blocks: Option<&[(u64, [u8; 32])]>) -> Result<PageOutcome> {
+        self.has_room()?;
         // Encode outside the closure: sled may run it more than once.
         let cursor_bytes = encode("cursor", &page.cursor)?;
         let mut tokens = Vec::with_capacity(page.tokens.len());
@@ -462,7 +671,7 @@ impl Store {
                 d.apply(cnt)?;
                 Ok(outcome)
             });
-        let out = tx_result(r)?;
+        let out = self.io(tx_result(r))?;
         self.durable()?;
         Ok(out)
     }
@@ -499,6 +708,7 @@ impl Store {
         now: UnixMillis,
         rewind: bool,
     ) -> Result<Cursor> {
+        self.writable()?;
         let r = self.t.cursors.transaction(|cur| {
             let old: Option<Cursor> = match cur.get(name)? {
                 Some(v) => Some(tx_decode("cursors", name.as_bytes(), &v)?),
@@ -528,7 +738,7 @@ impl Store {
             cur.insert(name, tx_encode("cursor", &next)?)?;
             Ok(next)
         });
-        let c = tx_result(r)?;
+        let c = self.io(tx_result(r))?;
         self.durable()?;
         Ok(c)
     }
@@ -540,6 +750,7 @@ impl Store {
         for (name, c) in cursors {
             encoded.push((name.as_str(), encode("cursor", c)?));
         }
+        self.writable()?;
         let r = self.t.cursors.transaction(|cur| {
             for (name, bytes) in &encoded {
                 if cur.get(name)?.is_some() {
@@ -553,7 +764,7 @@ impl Store {
             }
             Ok(())
         });
-        tx_result(r)?;
+        self.io(tx_result(r))?;
         self.durable()
     }
 
@@ -569,6 +780,7 @@ impl Store {
         thief_cursor: &Cursor,
     ) -> Result<()> {
         let thief_bytes = encode("cursor", thief_cursor)?;
+        self.writable()?;
         let r = self.t.cursors.transaction(|cur| {
             let Some(v) = cur.get(victim)? else {
                 return abort(StateError::NoSuchCursor(victim.to_owned()));
@@ -588,13 +800,35 @@ impl Store {
         });
         // Not flushed here: the caller first applies the split in memory (the transaction
         // has committed, so memory must follow it whatever the flush does), then flushes.
-        tx_result(r)
+        self.io(tx_result(r))
     }
 
-    /// Makes every commit so far durable (fsync).
+    /// Makes every commit so far durable (fsync). Gives up with [`StateError::Io`] when
+    /// the flush waits on a disk that has run out of space (see [`FLUSH_STALL`]) or another
+    /// thread met an I/O error meanwhile, rather than waiting forever.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.writable()?;
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut flush = std::pin::pin!(self.db.flush_async());
+        let started = Instant::now();
+        loop {
+            if let Poll::Ready(r) = flush.as_mut().poll(&mut cx) {
+                return self.io(r.map(drop).map_err(StateError::from));
+            }
+            std::thread::park_timeout(FLUSH_WATCH_EVERY);
+            self.writable()?;
+            if started.elapsed() >= FLUSH_STALL
+                && self
+                    .available_bytes()
+                    .is_some_and(|free| free < STALLED_FREE_BYTES)
+            {
+                return Err(self.io_failure(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device: a write to the store's log did not finish",
+                )));
+            }
+        }
     }
 
     /// Cursors whose names start with `prefix` (a backfill job's partitions), by name.
@@ -686,6 +920,7 @@ impl Store {
 
     /// Removes handled items. Keys already gone are ignored, so a repeated ack is harmless.
     pub fn outbox_ack(&self, keys: &[OutboxKey]) -> Result<u64> {
+        self.writable()?;
         let encoded: Vec<(Queue, [u8; 9])> = keys.iter().map(|k| (k.queue, k.encode())).collect();
         let t = &self.t;
         let r = (&t.outbox, &t.counters).transaction(|(outbox, cnt)| {
@@ -700,7 +935,7 @@ impl Store {
             d.apply(cnt)?;
             Ok(removed)
         });
-        let n = tx_result(r)?;
+        let n = self.io(tx_result(r))?;
         self.durable()?;
         Ok(n)
     }
@@ -719,6 +954,7 @@ impl Store {
                 errors: 0,
             },
         )?;
+        self.writable()?;
         let t = &self.t;
         let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
             let id = next_seq(meta, META_SEQ_RUNS)?;
@@ -726,7 +962,7 @@ impl Store {
             meta.insert(open_run_key(id), &[][..])?;
             Ok(id)
         });
-        let id = tx_result(r)?;
+        let id = self.io(tx_result(r))?;
         self.durable()?;
         Ok(id)
     }
@@ -735,6 +971,7 @@ impl Store {
     pub fn finish_run(&self, id: u64, record: &RunRecord) -> Result<()> {
         let rec = encode("run", record)?;
         let open = record.outcome == RunOutcome::Running;
+        self.writable()?;
         let t = &self.t;
         let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
             runs.insert(&id.to_be_bytes(), &rec[..])?;
@@ -745,7 +982,7 @@ impl Store {
             }
             Ok(())
         });
-        tx_result(r)?;
+        self.io(tx_result(r))?;
         self.durable()
     }
 
@@ -907,5 +1144,44 @@ impl Store {
             mismatches,
             duplicate_outbox_items,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn io_errors_relayed_by_sled_read_as_the_os_error() {
+        use std::io::{Error, ErrorKind};
+        let relayed = |text: &str| Error::new(ErrorKind::StorageFull, text.to_owned());
+        let cases: Vec<(Error, &str)> = vec![
+            (
+                relayed(
+                    r#"Os { code: 28, kind: StorageFull, message: "No space left on device" }"#,
+                ),
+                "No space left on device (os error 28)",
+            ),
+            (
+                relayed(
+                    r#"Os { code: 30, kind: ReadOnlyFilesystem, message: "Read-only file system" }"#,
+                ),
+                "Read-only file system (os error 30)",
+            ),
+            (
+                Error::from_raw_os_error(5),
+                "Input/output error (os error 5)",
+            ),
+            (
+                relayed("code: 28 but not sled's text"),
+                "code: 28 but not sled's text",
+            ),
+            (relayed("Os { code: x }"), "Os { code: x }"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(plain_io_error(input).to_string(), want);
+        }
     }
 }

@@ -601,3 +601,98 @@ fn pins_completing_together_link_a_token_and_late_analyses_link_at_once() {
     );
     assert!(s.audit().unwrap().is_clean());
 }
+
+#[test]
+fn below_the_free_space_reserve_pages_wait_and_small_records_still_land() {
+    let dir = tempfile::tempdir().unwrap();
+    fn page(toks: &[(TokenKey, Token)], block: u64) -> Page<'_> {
+        Page {
+            cursor_name: "graph",
+            cursor: cursor(block, ""),
+            tokens: toks,
+            contracts: &[],
+        }
+    }
+    let toks: Vec<_> = (0..3)
+        .map(|i| (key(1, i), token("graph", &key(1, i), 10)))
+        .collect();
+    {
+        let s = open(&dir);
+        s.commit_page(&page(&toks[..1], 10)).unwrap();
+    }
+    // A reserve no disk has: as if the filesystem were full.
+    let full = Store::open(
+        dir.path(),
+        &StoreOptions {
+            min_free_bytes: u64::MAX,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = full.commit_page(&page(&toks[1..], 11)).unwrap_err();
+    assert!(matches!(err, StateError::DiskFull { .. }), "{err:?}");
+    assert!(err.is_retryable() && !err.is_fatal());
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&dir.path().display().to_string()) && msg.contains("No space left on device"),
+        "{msg}"
+    );
+    // Nothing of the refused page was written; the store still takes small records.
+    assert!(full.token(&key(1, 1)).unwrap().is_none());
+    assert_eq!(full.cursor("graph").unwrap().unwrap().position.block, 10);
+    let run = full.start_run("scrape/graph", 1).unwrap();
+    full.finish_run(
+        run,
+        &RunRecord {
+            job: "scrape/graph".into(),
+            started_ms: 1,
+            ended_ms: Some(2),
+            outcome: RunOutcome::Failed { reason: msg },
+            pages: 0,
+            items: 0,
+            errors: 0,
+        },
+    )
+    .unwrap();
+    assert!(full.failure().is_none());
+    drop(full);
+    // Space back: the same page commits.
+    let s = open(&dir);
+    assert_eq!(s.commit_page(&page(&toks[1..], 11)).unwrap().inserted, 2);
+    assert!(s.audit().unwrap().is_clean());
+}
+
+#[test]
+fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_store_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let toks: Vec<_> = (0..50)
+        .map(|i| (key(2, i), token("graph", &key(2, i), 7)))
+        .collect();
+    {
+        let s = open(&dir);
+        s.commit_page(&Page {
+            cursor_name: "graph",
+            cursor: cursor(7, &toks[49].0.graph_id()),
+            tokens: &toks,
+            contracts: &[],
+        })
+        .unwrap();
+    }
+    // What sled leaves when the disk fills while it writes a snapshot: an empty file under
+    // the name it writes to before renaming, newer than any finished snapshot.
+    let sled_dir = dir.path().join("sled");
+    std::fs::write(sled_dir.join("snap.FFFFFFFFFFFFFFF0.generating"), b"").unwrap();
+    let s = open(&dir);
+    assert_eq!(s.counts().unwrap().tokens, 50);
+    assert_eq!(
+        s.cursor("graph").unwrap().unwrap().position.id,
+        toks[49].0.graph_id()
+    );
+    assert!(s.audit().unwrap().is_clean());
+    let left: Vec<_> = std::fs::read_dir(&sled_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".generating"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -89,6 +89,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `nifty --config CONFIG run` and waits for its ready line.
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// [`Daemon::start`] with more environment variables (secrets a config names, say).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(NIFTY)
             .arg("--config")
             .arg(config)
@@ -96,6 +101,7 @@ impl Daemon {
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .env(ADMIN_ENV, ADMIN_TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -16,8 +16,9 @@
 //!   probability [`Faults::flaky`] from a seeded RNG), then `max_span` for `eth_getLogs`
 //!   before forwarding, then `max_logs` on the forwarded `eth_getLogs`'s answer;
 //! - a JSON-RPC error fault replaces only that call's answer (matched by id in a batch);
-//!   an HTTP-level fault (413, 502, 503, 504, a closed connection) is the answer to the
-//!   whole HTTP request, batch or not, as with real providers;
+//!   an HTTP-level fault (413, 429, 502, 503, 504, an HTML page, a closed connection, a
+//!   body cut short) is the answer to the whole HTTP request, batch or not, as with real
+//!   providers;
 //! - calls without a fault are forwarded to the upstream together, and when nothing was
 //!   injected the upstream's answer is passed back byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
@@ -92,16 +93,55 @@ pub enum FlakyFault {
     Disconnect,
     /// JSON-RPC `-32603` "internal error".
     InternalError,
+    /// HTTP 429 with `Retry-After: 1` and the JSON-RPC error `429` "Too Many Requests"
+    /// (Infura's and Alchemy's shape), for the whole request.
+    Http429,
+    /// This call's own JSON-RPC error `-32005` "rate limit exceeded" in an HTTP 200 answer:
+    /// in a batch only this element fails, as providers count each element against the rate.
+    CallRateLimited,
+    /// This call's own error `-32007` "25/second request limit reached - reduce calls per
+    /// second or upgrade your account at quicknode.com" (QuickNode's words), HTTP 200.
+    CallLimitReached,
+    /// HTTP 200 whose body, the upstream's answer, breaks off halfway (the length header
+    /// matches what is sent, so only the JSON is cut).
+    Truncated,
+    /// HTTP 200 with an HTML page instead of JSON (a CDN's interstitial).
+    Malformed,
 }
 
 impl FlakyFault {
-    /// Every kind; [`Faults::flaky_kinds`] picks among these at random by default.
+    /// The failures of the transport and the node; [`Faults::flaky_kinds`] picks among these
+    /// at random by default.
     pub const ALL: [FlakyFault; 5] = [
         FlakyFault::Http502,
         FlakyFault::Http503,
         FlakyFault::Http504,
         FlakyFault::Disconnect,
         FlakyFault::InternalError,
+    ];
+
+    /// Rate limits in each provider's shape.
+    pub const RATE_LIMITS: [FlakyFault; 3] = [
+        FlakyFault::Http429,
+        FlakyFault::CallRateLimited,
+        FlakyFault::CallLimitReached,
+    ];
+
+    /// Answers whose body is not the JSON asked for.
+    pub const BODIES: [FlakyFault; 2] = [FlakyFault::Truncated, FlakyFault::Malformed];
+
+    /// Every kind.
+    pub const EVERY: [FlakyFault; 10] = [
+        FlakyFault::Http502,
+        FlakyFault::Http503,
+        FlakyFault::Http504,
+        FlakyFault::Disconnect,
+        FlakyFault::InternalError,
+        FlakyFault::Http429,
+        FlakyFault::CallRateLimited,
+        FlakyFault::CallLimitReached,
+        FlakyFault::Truncated,
+        FlakyFault::Malformed,
     ];
 }
 
@@ -347,6 +387,30 @@ impl Upstream {
 }
 
 async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut truncate = false;
+    let response = respond(&app, headers, body, &mut truncate).await;
+    if truncate {
+        cut_in_half(response).await
+    } else {
+        response
+    }
+}
+
+/// The same answer with its body cut to half its bytes.
+async fn cut_in_half(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(bytes.slice(..bytes.len() / 2)),
+    )
+}
+
+/// Answers one HTTP request; sets `truncate` when the answer's body is to be cut.
+async fn respond(app: &Arc<App>, headers: HeaderMap, body: Bytes, truncate: &mut bool) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).cloned();
     {
         let mut shared = app.shared.lock().unwrap();
@@ -357,7 +421,7 @@ async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     }
     let Some((calls, batch)) = parse(&body) else {
         app.shared.lock().unwrap().stats.unparsed += 1;
-        return forward(&app, body, authorization.as_ref())
+        return forward(app, body, authorization.as_ref())
             .await
             .into_response();
     };
@@ -381,7 +445,7 @@ async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
             match log_range(&call.params) {
                 Some(range) => {
                     if range.needs_head() && head.is_none() {
-                        head = upstream_head(&app).await;
+                        head = upstream_head(app).await;
                     }
                     range.resolve(head)
                 }
@@ -400,8 +464,14 @@ async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         for (call, span) in calls.iter().zip(&spans) {
             match decide_pre(&mut shared, call, *span) {
                 Decision::Forward => pre.push(Pre::Forward),
+                Decision::Truncate => {
+                    *truncate = true;
+                    pre.push(Pre::Forward);
+                }
                 Decision::Json(answer) => pre.push(Pre::Json(answer)),
                 Decision::Http(fault, response) => {
+                    // The whole request is answered by this fault: nothing is cut.
+                    *truncate = false;
                     shared.count(fault);
                     drop(shared);
                     return response;
@@ -414,6 +484,9 @@ async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
                     std::panic::resume_unwind(Box::new("rpc_proxy: injected disconnect"));
                 }
             }
+        }
+        if *truncate {
+            shared.count(Fault::Flaky(FlakyFault::Truncated));
         }
     }
 
@@ -432,7 +505,7 @@ async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         } else {
             body.clone()
         };
-        let upstream = forward(&app, request, authorization.as_ref()).await;
+        let upstream = forward(app, request, authorization.as_ref()).await;
         let parsed = if upstream.status == StatusCode::OK {
             serde_json::from_slice::<Value>(&upstream.body).ok()
         } else {
@@ -573,6 +646,8 @@ fn match_answers(
 
 enum Decision {
     Forward,
+    /// Forward, and cut the answer's body.
+    Truncate,
     Json(Value),
     Http(Fault, Response),
     Disconnect,
@@ -612,6 +687,38 @@ fn decide_pre(shared: &mut Shared, call: &Call, span: Option<(u64, u64)>) -> Dec
                 Fault::Flaky(kind),
                 html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out"),
             ),
+            FlakyFault::Http429 => {
+                let body = error_answer(&call.id, 429, "Too Many Requests");
+                Decision::Http(
+                    Fault::Flaky(kind),
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::RETRY_AFTER, "1"),
+                        ],
+                        serde_json::to_vec(&body).unwrap(),
+                    )
+                        .into_response(),
+                )
+            }
+            FlakyFault::CallRateLimited => {
+                shared.count(Fault::Flaky(kind));
+                Decision::Json(error_answer(&call.id, -32005, "rate limit exceeded"))
+            }
+            FlakyFault::CallLimitReached => {
+                shared.count(Fault::Flaky(kind));
+                Decision::Json(error_answer(
+                    &call.id,
+                    -32007,
+                    "25/second request limit reached - reduce calls per second or upgrade \
+                     your account at quicknode.com",
+                ))
+            }
+            FlakyFault::Truncated => Decision::Truncate,
+            FlakyFault::Malformed => {
+                Decision::Http(Fault::Flaky(kind), html(StatusCode::OK, "Just a moment..."))
+            }
         };
     }
 

@@ -85,8 +85,8 @@ pub struct ClientStats {
     pub retries: AtomicU64,
 }
 
-/// The parts of a URL that may be secret: the path segment after `/api/`, user info and
-/// the query string.
+/// The parts of a URL that may be secret: the path segment after `/api/`, user info, the
+/// query string and the fragment.
 fn url_secrets(url: &reqwest::Url) -> Vec<String> {
     let mut out = vec![];
     let segs: Vec<&str> = url.path_segments().into_iter().flatten().collect();
@@ -100,14 +100,53 @@ fn url_secrets(url: &reqwest::Url) -> Vec<String> {
         out.push(url.username().to_owned());
     }
     out.extend(url.query().filter(|q| !q.is_empty()).map(str::to_owned));
+    out.extend(url.fragment().filter(|f| !f.is_empty()).map(str::to_owned));
     out
 }
 
 /// A URL as safe to print: user info, the query string and the fragment go, and so does
-/// every path segment after `/api/` (where gateways put the API key). Works on text, so a
-/// URL that does not parse (in a config error, say) is redacted too.
+/// every path segment after `/api/` (where gateways put the API key). A URL that parses is
+/// shown as the client would send it (text the parser rewrites, such as backslashes for
+/// slashes or tabs dropped, cannot hide a key); text that does not parse (in a config
+/// error, say) is redacted by the same rules applied to the text.
 pub fn redact_url(url: &str) -> String {
-    const MASK: &str = "<redacted>";
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.has_host() => redact_parsed(&u, url),
+        _ => redact_url_text(url),
+    }
+}
+
+const MASK: &str = "<redacted>";
+
+/// [`redact_url`] of a parsed URL: scheme, host, port and the path with the segment after
+/// each `api` segment masked. A bare `/` path is shown only when `text` ends with one.
+fn redact_parsed(u: &reqwest::Url, text: &str) -> String {
+    let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
+    if let Some(port) = u.port() {
+        s.push_str(&format!(":{port}"));
+    }
+    if u.path() == "/" {
+        let before_query = text.split(['?', '#']).next().unwrap_or_default();
+        if before_query.ends_with(['/', '\\']) {
+            s.push('/');
+        }
+        return s;
+    }
+    let mut after_api = false;
+    for seg in u.path_segments().into_iter().flatten() {
+        s.push('/');
+        s.push_str(if after_api && !seg.is_empty() {
+            MASK
+        } else {
+            seg
+        });
+        after_api = seg.eq_ignore_ascii_case("api");
+    }
+    s
+}
+
+/// [`redact_url`] by text rules alone.
+fn redact_url_text(url: &str) -> String {
     let mut s = url.split(['?', '#']).next().unwrap_or_default().to_owned();
     if let Some(scheme_end) = s.find("://") {
         let rest = &s[scheme_end + 3..];
@@ -159,6 +198,34 @@ pub fn classify_graphql_errors(messages: &[String], snapshot: Option<u64>) -> Sc
     } else {
         ScrapeError::GraphQl(joined)
     }
+}
+
+/// Turns the body of a successful JSON response into the query's data: GraphQL errors are
+/// classified ([`classify_graphql_errors`]), data beside errors is never used, and neither
+/// `secrets` nor anything of them reaches an error message. No I/O, so it can be fuzzed.
+pub fn decode_body<Q: GraphQLQuery>(
+    body: &[u8],
+    secrets: &[SecretString],
+    snapshot: Option<u64>,
+) -> Result<Q::ResponseData> {
+    let parsed: Response<Q::ResponseData> = serde_json::from_slice(body).map_err(|e| {
+        // serde_json quotes the values it could not use: scrub its text too.
+        ScrapeError::Decode(scrub(
+            secrets,
+            &format!("{e} ({} bytes: {}...)", body.len(), snippet(secrets, body)),
+        ))
+    })?;
+    if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
+        // Data next to errors may be partial: it is never used.
+        let messages: Vec<String> = errors
+            .into_iter()
+            .map(|e| scrub(secrets, &e.message))
+            .collect();
+        return Err(classify_graphql_errors(&messages, snapshot));
+    }
+    parsed
+        .data
+        .ok_or_else(|| ScrapeError::Decode("response has neither data nor errors".into()))
 }
 
 /// The `outcome` label of a failed request: the error's [`ScrapeError::kind`], except that
@@ -271,24 +338,7 @@ impl GraphClient {
                 snippet(&self.secrets, &bytes)
             )));
         }
-        let parsed: Response<Q::ResponseData> = serde_json::from_slice(&bytes).map_err(|e| {
-            ScrapeError::Decode(format!(
-                "{e} ({} bytes: {}...)",
-                bytes.len(),
-                snippet(&self.secrets, &bytes)
-            ))
-        })?;
-        if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
-            // Data next to errors may be partial: it is never used.
-            let messages: Vec<String> = errors
-                .into_iter()
-                .map(|e| scrub(&self.secrets, &e.message))
-                .collect();
-            return Err(classify_graphql_errors(&messages, snapshot));
-        }
-        parsed
-            .data
-            .ok_or_else(|| ScrapeError::Decode("response has neither data nor errors".into()))
+        decode_body::<Q>(&bytes, &self.secrets, snapshot)
     }
 
     /// Runs `f` until it succeeds, fails in a way retrying cannot fix, or attempts run out.
@@ -412,12 +462,25 @@ mod tests {
         let cases = [
             ("", ""),
             ("http://h/api/", "http://h/api/"),
-            ("http://h/ünï/api/kéy/x", "http://h/ünï/api/<redacted>/x"),
+            // Shown as sent: percent-encoded.
+            (
+                "http://h/ünï/api/kéy/x",
+                "http://h/%C3%BCn%C3%AF/api/<redacted>/x",
+            ),
+            ("HTTP://H:80/a?b", "http://h/a"),
+            ("http://h", "http://h"),
+            ("http://h/?q", "http://h/"),
+            ("http:g/h\\api\\k y/x", "http://g/h/api/<redacted>/x"),
             (
                 "http://h/api/a/api/b",
                 "http://h/api/<redacted>/api/<redacted>",
             ),
             ("://@", "://"),
+            // What the URL parser reads as /api/KEY, the text rules do not see.
+            ("http://h\\api\\k3y\\x", "http://h/api/<redacted>/x"),
+            ("http://h/a\tpi/k3y/x", "http://h/api/<redacted>/x"),
+            ("http://h/api/k\n3y/x", "http://h/api/<redacted>/x"),
+            ("http://u:p\\w@h/x#frag", "http://h/x"),
         ];
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input:?}");

@@ -11,10 +11,10 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::client::GraphClient;
-use super::rows::{Row, to_rows};
+use super::rows::{PageAsk, Row, check_page};
 use crate::error::Result;
 use crate::lane::{Ctx, Lane, Pending, Snapshot, Stop, settle, stop_requested};
-use crate::paging::{Ordered, finished, is_finished, merge};
+use crate::paging::{Ordered, finished, is_finished};
 
 /// Commits a merged page under the lane's lock: rows past the lane's current end (it may
 /// have been split since the page was asked for) are left to the lane that now owns them.
@@ -97,8 +97,13 @@ pub async fn run(
             return Ok(Stop::Finished);
         }
         let data = fetched?;
-        let (rest, next) = to_rows(data, &ctx.source, &position)?;
-        let merged = merge(&position, end, page_size, rest, next)?;
+        let ask = PageAsk {
+            source: &ctx.source,
+            cursor: &position,
+            end,
+            page_size,
+        };
+        let merged = check_page(data, &ask)?;
         let (rows, next_position, done) = (merged.rows, merged.position, merged.done);
         position = if done {
             finished(&next_position, end)

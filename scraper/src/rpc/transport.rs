@@ -85,7 +85,10 @@ impl RpcFault {
 }
 
 /// JSON-RPC errors that say "try again": rate limits, overload, internal errors, a node
-/// still syncing the block asked for.
+/// still syncing the block asked for. Providers put a rate limit in a batch element's own
+/// error (QuickNode: `-32007` "25/second request limit reached - reduce calls per second or
+/// upgrade your account at quicknode.com"; `-32012` "credits limited to 50/sec"), so one
+/// taken for a failed call would record a token as `call_failed` for good.
 pub fn is_transient_rpc(e: &JsonRpcError) -> bool {
     let m = e.message.to_ascii_lowercase();
     matches!(e.code, -32603 | -32005 | 429)
@@ -94,6 +97,9 @@ pub fn is_transient_rpc(e: &JsonRpcError) -> bool {
         || [
             "rate limit",
             "too many requests",
+            "request limit reached",
+            "credits limited to",
+            "exceeded the rps limit",
             "exceeded the quota",
             "capacity exceeded",
             "header not found",
@@ -401,6 +407,20 @@ mod tests {
                 true,
             ),
             (-32005, "query returned more than 10000 results", false),
+            // Per-element rate limits in a batch answered 200 (QuickNode, Chainstack).
+            (
+                -32007,
+                "25/second request limit reached - reduce calls per second or upgrade your \
+                 account at quicknode.com",
+                true,
+            ),
+            (-32012, "credits limited to 50/sec", true),
+            (
+                -32000,
+                "You've exceeded the RPS limit available on the current plan.",
+                true,
+            ),
+            (-32029, "Rate limit exceeded", true),
             (-32601, "the method eth_foo does not exist", false),
             (3, "execution reverted", false),
             (-32602, "invalid params", false),

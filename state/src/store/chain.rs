@@ -132,6 +132,7 @@ impl Store {
     /// the blocks, and moves the cursor back to the start of `last_good + 1` when it is past
     /// it. Tokens another source stored first are not the chain source's to remove.
     pub fn unwind(&self, name: &str, last_good: u64, now: UnixMillis) -> Result<Unwound> {
+        self.writable()?;
         let p = prefix(name);
         let from = block_entry(name, last_good.saturating_add(1));
         let mut keys: Vec<Vec<u8>> = vec![];
@@ -213,7 +214,7 @@ impl Store {
                 position: cursor.position,
             })
         });
-        let mut out = tx_result(r)?;
+        let mut out = self.io(tx_result(r))?;
         out.blocks_forgotten = keys.len() as u64 - tokens.len() as u64;
         self.durable()?;
         Ok(out)

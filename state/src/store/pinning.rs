@@ -88,6 +88,7 @@ impl Store {
         handled: &[OutboxKey],
         now: UnixMillis,
     ) -> Result<()> {
+        self.has_room()?;
         let _linking = self.link_lock.lock().unwrap_or_else(|e| e.into_inner());
         let t = &self.t;
         let trees = (
@@ -189,7 +190,7 @@ impl Store {
             d.apply(cnt)?;
             Ok(())
         });
-        tx_result(r)?;
+        self.io(tx_result(r))?;
         self.durable()
     }
 
@@ -225,6 +226,7 @@ impl Store {
         handled: &[OutboxKey],
         now: UnixMillis,
     ) -> Result<u64> {
+        self.writable()?;
         let _linking = self.link_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut linked = 0;
         let mut pinned: Vec<&[u8]> = updates
@@ -294,7 +296,7 @@ impl Store {
             d.apply(cnt)?;
             Ok(())
         });
-        tx_result(r)?;
+        self.io(tx_result(r))?;
         self.durable()?;
         Ok(linked)
     }
@@ -371,7 +373,7 @@ impl Store {
                 d.apply(cnt)?;
                 Ok(n)
             });
-            linked += tx_result(r)?;
+            linked += self.io(tx_result(r))?;
         }
         if linked > 0 {
             self.durable()?;
