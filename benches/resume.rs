@@ -43,6 +43,8 @@ mod support;
 
 #[path = "support/figures.rs"]
 mod figures;
+#[path = "support/interrupt.rs"]
+mod interrupt;
 
 use figures::{env_or, median, pretty};
 
@@ -220,6 +222,14 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A failed bench leaves no daemon behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// What one kill and restart measured.
 struct Resume {
     tokens_at_kill: u64,
@@ -240,6 +250,7 @@ fn main() {
     let started = Instant::now();
     let devnet = support::start(NIFTY, n, 7, &[]);
     let dir = tempfile::tempdir().unwrap();
+    interrupt::Doomed::watch().add(dir.path());
     let data = dir.path().join("data");
     let port = free_port();
     let config = dir.path().join("nifty.toml");
