@@ -579,6 +579,17 @@ impl SourceConfig {
     }
 }
 
+impl SourceConfig {
+    /// This source's secrets: its API key and the parts of its URL that may carry one (a
+    /// node's long path segments, a subgraph's segment after `/api/`, user info, query).
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut out = nifty_upstream::url_secrets(&self.url, self.kind == SourceKind::Rpc);
+        out.extend(self.api_key.iter().map(|k| k.expose_secret().to_owned()));
+        out
+    }
+}
+
 impl PartialEq for SourceConfig {
     fn eq(&self, o: &Self) -> bool {
         // The resolved secret is not configuration; the variable naming it is.
@@ -1012,6 +1023,38 @@ impl Config {
             s.api_key = secret(format!("sources.{name}.api_key_env"), &s.api_key_env)?;
         }
         Ok(self)
+    }
+
+    /// Every secret this configuration holds, for scrubbing upstream text: source API keys
+    /// and the key-bearing parts of their URLs, the cluster's password (with its user, as
+    /// basic auth sends them) and token and the parts of its URL, the gateways' URL keys,
+    /// and the admin token. One set for every client, so no server's echo of any of them
+    /// reaches an error, a log or the store.
+    pub fn secrets(&self) -> nifty_upstream::Secrets {
+        use secrecy::ExposeSecret;
+        let mut all: Vec<String> = vec![];
+        for s in self.sources.values() {
+            all.extend(s.secret_values());
+        }
+        let c = &self.cluster;
+        all.extend(nifty_upstream::url_secrets(&c.url, false));
+        if let Some(p) = &c.password {
+            all.push(p.expose_secret().to_owned());
+            all.push(format!("{}:{}", c.user, p.expose_secret()));
+        }
+        all.extend(c.token.iter().map(|t| t.expose_secret().to_owned()));
+        all.extend(nifty_upstream::url_secrets(&self.gateway.url, false));
+        all.extend(nifty_upstream::url_secrets(
+            &self.gateway.arweave_url,
+            false,
+        ));
+        all.extend(
+            self.http
+                .admin_token
+                .iter()
+                .map(|t| t.expose_secret().to_owned()),
+        );
+        nifty_upstream::Secrets::new(all)
     }
 
     /// Fails when `http.admin_token_env` names a variable that is not set: the daemon must
@@ -1672,6 +1715,39 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
         assert!(
             !shown.contains("sk-very-secret") && !shown.contains("adm-secret"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_configured_secret_is_in_the_scrub_set() {
+        let text = "[sources.node]\nkind = \"rpc\"\nurl = \"https://eth.example/v2/node-key-0123456789\"\n\
+                    [sources.graph]\nkind = \"graph\"\nurl = \"https://g.example/api/graph-path-key/x\"\n\
+                    api_key_env = \"GRAPH_KEY\"\n\
+                    [cluster]\nauth = \"basic\"\nuser = \"pinuser\"\npassword_env = \"PIN_PW\"\n\
+                    [gateway]\nurl = \"https://gw.example/?token=gateway-token-1\"\n\
+                    [http]\nadmin_token_env = \"ADMIN\"\n";
+        let env = [
+            ("GRAPH_KEY", "sk-graph-key"),
+            ("PIN_PW", "pin-password"),
+            ("ADMIN", "admin-token-0123456789"),
+        ];
+        let c = load(text, &env).unwrap();
+        let s = c.secrets();
+        for secret in [
+            "node-key-0123456789",
+            "graph-path-key",
+            "sk-graph-key",
+            "pin-password",
+            "pinuser:pin-password",
+            "gateway-token-1",
+            "admin-token-0123456789",
+        ] {
+            let out = s.clean(&format!("echo {secret} echo"));
+            assert_eq!(out, "echo <redacted> echo", "{secret}");
+        }
+        assert_eq!(
+            s.clean("eth.example v2 g.example"),
+            "eth.example v2 g.example"
         );
     }
 
