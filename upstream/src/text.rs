@@ -10,10 +10,12 @@
 //! only then looks for secrets: a secret split by a newline is whole again when it is
 //! looked for, and nothing the server sent can end a log line.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -68,8 +70,9 @@ pub struct Secrets {
 struct Inner {
     /// The secrets as configured, for the piece rule.
     originals: Vec<String>,
-    /// Each secret in every rendering looked for (itself included), longest first.
-    forms: Vec<String>,
+    /// Each secret in every rendering looked for (itself included), found in one pass;
+    /// `None` when there are none.
+    forms: Option<AhoCorasick>,
     /// Every [`MIN_PIECE_CHARS`]-character window of every long secret.
     pieces: HashSet<String>,
     /// The longest form, in characters: how far past a cut a secret may reach.
@@ -109,6 +112,13 @@ impl Secrets {
             }
         }
         let longest_chars = forms.iter().map(|f| f.chars().count()).max().unwrap_or(0);
+        // Building fails only past the automaton's size limits, far beyond any set of
+        // configured secrets; the originals are then still found by the piece rule.
+        let forms = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&forms)
+            .ok()
+            .filter(|_| !forms.is_empty());
         Secrets {
             inner: Arc::new(Inner {
                 originals,
@@ -186,19 +196,36 @@ impl Secrets {
         self.clean_bounded(&String::from_utf8_lossy(body), SNIPPET_CHARS)
     }
 
+    /// A data field from an upstream (a token URI, a contract name) with every rendering
+    /// of every secret masked and nothing else changed: data keeps its characters, but no
+    /// secret is stored or served because a hostile upstream put it there.
+    pub fn mask_data<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let Some(forms) = &self.inner.forms else {
+            return Cow::Borrowed(text);
+        };
+        if !forms.is_match(text) {
+            return Cow::Borrowed(text);
+        }
+        let ranges: Vec<(usize, usize)> = forms
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        Cow::Owned(splice(text, ranges))
+    }
+
     /// `text` (already free of hidden characters) with every form and piece of every
     /// secret masked.
     fn mask(&self, text: &str) -> String {
         if self.is_empty() || text.is_empty() {
             return text.to_owned();
         }
-        let mut ranges: Vec<(usize, usize)> = vec![];
-        for form in &self.inner.forms {
-            ranges.extend(
-                text.match_indices(form.as_str())
-                    .map(|(i, m)| (i, i + m.len())),
-            );
-        }
+        let mut ranges: Vec<(usize, usize)> = match &self.inner.forms {
+            Some(forms) => forms
+                .find_iter(text)
+                .map(|m| (m.start(), m.end()))
+                .collect(),
+            None => vec![],
+        };
         if !self.inner.pieces.is_empty() {
             // Every window of MIN_PIECE_CHARS characters: `starts` holds the byte offsets
             // of the last MIN_PIECE_CHARS + 1 character starts seen.
@@ -222,28 +249,34 @@ impl Secrets {
                 }
             }
         }
-        if ranges.is_empty() {
-            return text.to_owned();
-        }
-        ranges.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0usize;
-        let mut i = 0;
-        while i < ranges.len() {
-            let (start, mut end) = ranges[i];
-            i += 1;
-            // Overlapping and touching matches become one mask.
-            while i < ranges.len() && ranges[i].0 <= end {
-                end = end.max(ranges[i].1);
-                i += 1;
-            }
-            out.push_str(&text[at..start]);
-            out.push_str(REDACTED);
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        out
+        splice(text, ranges)
     }
+}
+
+/// `text` with each byte range of `ranges` (on char boundaries, in any order, overlapping
+/// or not) replaced by one [`REDACTED`] per run of touching ranges.
+fn splice(text: &str, mut ranges: Vec<(usize, usize)>) -> String {
+    if ranges.is_empty() {
+        return text.to_owned();
+    }
+    ranges.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0usize;
+    let mut i = 0;
+    while i < ranges.len() {
+        let (start, mut end) = ranges[i];
+        i += 1;
+        // Overlapping and touching matches become one mask.
+        while i < ranges.len() && ranges[i].0 <= end {
+            end = end.max(ranges[i].1);
+            i += 1;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(REDACTED);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Characters dropped from upstream text: controls (newlines and escapes among them) and
@@ -481,6 +514,21 @@ mod tests {
         assert_eq!(s.clean_bounded(&text, 5), REDACTED);
         assert_eq!(s.clean_bounded("abcdef", 3), "abc");
         assert_eq!(s.snippet(&[0xff, b'o', b'k']), "ok");
+    }
+
+    #[test]
+    fn data_keeps_its_characters_and_loses_only_secrets() {
+        let s = set();
+        let uri = format!("https://host/{KEY}/meta\n.json");
+        assert_eq!(s.mask_data(&uri), "https://host/<redacted>/meta\n.json");
+        assert!(matches!(
+            s.mask_data("ipfs://Qm\tx"),
+            Cow::Borrowed("ipfs://Qm\tx")
+        ));
+        assert!(matches!(
+            Secrets::default().mask_data(KEY),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
