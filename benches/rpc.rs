@@ -307,6 +307,8 @@ async fn scrape(f: &Fixture, v: Variant, mode: Mode) -> Run {
         max_span: 10_000,
         concurrency: 4,
         reorg_depth: 128,
+        secrets: Default::default(),
+        max_body_bytes: nifty_scraper::rpc::DEFAULT_MAX_BODY_MB << 20,
     })
     .unwrap();
     let ctx = Ctx {

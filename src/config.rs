@@ -32,6 +32,16 @@ pub const MAX_MIN_FREE_MB: u64 = 1024 * 1024;
 /// A confirmation depth beyond this is almost surely a typo that would stall scraping.
 pub const MAX_CONFIRMATIONS: u64 = 10_000;
 
+/// The least `sources.<name>.max_row_bytes`: a row with a short URI is about 600 bytes.
+pub const MIN_ROW_BYTES: u64 = 1024;
+
+/// The most `sources.<name>.max_row_bytes`: 16 MiB a row, far past any real token.
+pub const MAX_ROW_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most `sources.<name>.max_body_mb`: a GiB is more than any node sends in one answer
+/// and already a lot to hold per request.
+pub const MAX_BODY_MB: u64 = 1024;
+
 /// A configuration problem: which key, which value, what is wrong. Exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -540,6 +550,14 @@ pub struct SourceConfig {
     /// deeper than this stops the source with an error. 0 turns the check off.
     #[serde(default = "defaults::reorg_depth")]
     pub reorg_depth: u64,
+    /// graph: the bound on one row of a page answer, in bytes; a page answer may be at most
+    /// max(4 MiB, 2 × page_size × this) + 64 KiB, and a larger one is asked again with
+    /// fewer rows.
+    #[serde(default = "defaults::max_row_bytes")]
+    pub max_row_bytes: u64,
+    /// rpc: the bound on one answer of the node, in MiB.
+    #[serde(default = "defaults::max_body_mb")]
+    pub max_body_mb: u64,
 }
 
 impl SourceConfig {
@@ -564,6 +582,8 @@ impl SourceConfig {
             max_span: defaults::max_span(),
             concurrency: defaults::concurrency(),
             reorg_depth: defaults::reorg_depth(),
+            max_row_bytes: defaults::max_row_bytes(),
+            max_body_mb: defaults::max_body_mb(),
         }
     }
 }
@@ -622,6 +642,7 @@ impl PartialEq for SourceConfig {
                 o.concurrency,
                 o.reorg_depth,
             )
+            && (self.max_row_bytes, self.max_body_mb) == (o.max_row_bytes, o.max_body_mb)
     }
 }
 
@@ -655,6 +676,12 @@ mod defaults {
     }
     pub fn concurrency() -> u32 {
         4
+    }
+    pub fn max_row_bytes() -> u64 {
+        nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES
+    }
+    pub fn max_body_mb() -> u64 {
+        nifty_scraper::rpc::DEFAULT_MAX_BODY_MB
     }
     pub fn reorg_depth() -> u64 {
         128
@@ -835,6 +862,20 @@ impl Config {
                 ));
             }
             check_env_name(&key("api_key_env"), &s.api_key_env)?;
+            if !(MIN_ROW_BYTES..=MAX_ROW_BYTES).contains(&s.max_row_bytes) {
+                return Err(invalid(
+                    &key("max_row_bytes"),
+                    &s.max_row_bytes,
+                    "must be 1024 to 16777216 bytes",
+                ));
+            }
+            if !(1..=MAX_BODY_MB).contains(&s.max_body_mb) {
+                return Err(invalid(
+                    &key("max_body_mb"),
+                    &s.max_body_mb,
+                    "must be 1 to 1024 MiB",
+                ));
+            }
         }
         Ok(())
     }
@@ -1285,6 +1326,9 @@ enabled = true
 # enabled = true
 # # Milliseconds one request may take before it is abandoned and retried.
 # timeout_ms = 30000
+# # The bound on one row of a page answer; a page may be max(4 MiB, 2 x page_size x this)
+# # + 64 KiB, and a larger answer is asked again with fewer rows.
+# max_row_bytes = 8192
 #
 # [sources.palm]
 # kind = "rpc"
@@ -1305,6 +1349,9 @@ enabled = true
 # concurrency = 4
 # # Recent blocks compared with the node before each run to find reorgs; 0 = off.
 # reorg_depth = 128
+# # The bound on one answer of the node, in MiB: a larger log answer asks fewer blocks,
+# # a larger batch is split, a single call over it records the token as too_large.
+# max_body_mb = 16
 # schedule = "30 */5 * * * *"
 # budget_secs = 240
 "#;

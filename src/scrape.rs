@@ -12,6 +12,7 @@ use nifty_scraper::retry::Backoff;
 use nifty_scraper::rpc::{ChainClient, ChainClientConfig};
 use nifty_scraper::{Client, Ctx, Progress, Stop};
 use nifty_state::{RunOutcome, RunRecord};
+use nifty_upstream::Secrets;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -107,7 +108,8 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
 
 /// The client of a source: its subgraph or its chain node. A URL or key the client cannot
 /// use is a usage error (exit 2), like the same mistake in the config file.
-pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
+/// `secrets` is every configured secret ([`Config::secrets`]); the client adds its own.
+pub fn source_client(src: &SourceConfig, secrets: &Secrets) -> anyhow::Result<Client> {
     let usage = |e: nifty_scraper::ScrapeError| UsageError(e.to_string());
     Ok(match src.kind {
         SourceKind::Graph => GraphClient::new(GraphClientConfig {
@@ -115,6 +117,8 @@ pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
             api_key: src.api_key.clone(),
             timeout: Duration::from_millis(src.timeout_ms),
             backoff: Backoff::default(),
+            secrets: secrets.with(src.secret_values()),
+            max_row_bytes: src.max_row_bytes,
         })
         .map_err(usage)?
         .into(),
@@ -144,6 +148,8 @@ pub fn source_client(src: &SourceConfig) -> anyhow::Result<Client> {
                 max_span: src.max_span.max(u64::from(src.page_size)),
                 concurrency: src.concurrency as usize,
                 reorg_depth: src.reorg_depth,
+                secrets: secrets.with(src.secret_values()),
+                max_body_bytes: src.max_body_mb.saturating_mul(1024 * 1024),
             })
             .map_err(usage)?
             .into()
@@ -290,7 +296,7 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let done = runtime.block_on(async move {
-        let client = source_client(&src)?;
+        let client = source_client(&src, &config.secrets())?;
         let progress = Arc::new(Progress::default());
         let ctx = Ctx {
             store: store.clone(),

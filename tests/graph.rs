@@ -152,6 +152,8 @@ fn mints_after_a_run_are_found_by_the_next_run_and_nothing_twice() {
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = GraphClient::new(GraphClientConfig {
+        secrets: Default::default(),
+        max_row_bytes: nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES,
         url: d.subgraph.clone(),
         api_key: None,
         timeout: Duration::from_secs(10),

@@ -78,6 +78,19 @@ pub enum ScrapeError {
         reason: String,
     },
 
+    /// An answer was larger than nifty reads. Reading stopped at the bound, and the request
+    /// is not retried as if the failure were passing (the same server would send the same
+    /// answer); the run fails with this reason and a later run asks again.
+    #[error("{upstream} {body}; {hint}")]
+    TooLarge {
+        /// Who answered: `subgraph` or `node`.
+        upstream: &'static str,
+        /// The size and the bound ([`nifty_upstream::BodyError`]'s words).
+        body: String,
+        /// What the operator can do about it.
+        hint: &'static str,
+    },
+
     /// Retries ran out for a page or snapshot.
     #[error("gave up after {attempts} attempts at {what}: {last}")]
     GaveUp {
@@ -142,8 +155,11 @@ impl ScrapeError {
             ScrapeError::Http { status, .. } if *status >= 500 => "http_5xx",
             ScrapeError::Http { .. } => "http_4xx",
             ScrapeError::Transport(e) if e.is_timeout() => "timeout",
+            // The server was reached and its answer broke off: not a connection failure.
+            ScrapeError::Transport(e) if e.is_body() || e.is_decode() => "body",
             ScrapeError::Transport(_) => "connect",
             ScrapeError::Decode(_) => "decode",
+            ScrapeError::TooLarge { .. } => "too_large",
             ScrapeError::GraphQlRetryable(_) => "graphql_retryable",
             ScrapeError::GraphQl(_) => "graphql",
             ScrapeError::IndexingError => "indexing_error",
@@ -156,6 +172,7 @@ impl ScrapeError {
             ScrapeError::Rpc(f) => match f.kind() {
                 "rpc_error" => "rpc_error",
                 "decode" => "rpc_decode",
+                "too_large" => "too_large",
                 "timeout" => "rpc_timeout",
                 "connect" => "rpc_connect",
                 "http_429" => "rpc_http_429",

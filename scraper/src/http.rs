@@ -1,5 +1,5 @@
-//! What both sources' HTTP clients share: the endpoint check, the bearer header, the
-//! connection pool, and keeping secrets out of any server text an error carries.
+//! What both sources' HTTP clients share: the endpoint check, the bearer header and the
+//! connection pool. Server text is cleaned by `nifty_upstream::Secrets`.
 
 use std::time::Duration;
 
@@ -7,9 +7,6 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Result, ScrapeError};
-
-/// How much of an error body is kept for the operator.
-const SNIPPET_CHARS: usize = 200;
 
 /// Parses an endpoint (`what`: "subgraph", "node"), which must be http(s). The URL itself
 /// is never echoed: it may carry a key.
@@ -44,24 +41,4 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client> {
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| ScrapeError::Invalid(format!("cannot build HTTP client: {}", e.without_url())))
-}
-
-/// Replaces every secret in `text` with `<redacted>`.
-pub(crate) fn scrub(secrets: &[SecretString], text: &str) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        let s = s.expose_secret();
-        if s.len() >= 4 {
-            out = out.replace(s, "<redacted>");
-        }
-    }
-    out
-}
-
-/// The start of a body, control characters dropped and secrets removed (in that order:
-/// dropping a newline could join the two halves of a secret).
-pub(crate) fn snippet(secrets: &[SecretString], body: &[u8]) -> String {
-    let mut text = String::from_utf8_lossy(body).into_owned();
-    text.retain(|c| !c.is_control() || c == ' ');
-    scrub(secrets, &text).chars().take(SNIPPET_CHARS).collect()
 }

@@ -6,17 +6,17 @@
 /// Seconds one HTTP request to the subgraph took, each retry attempt recorded on its own
 /// (the backoff waits between attempts are not in it). Labels: `op` is `meta` (the `_meta`
 /// snapshot query) or `page` (a tokens page); `outcome` is `ok` or one of `http_429`,
-/// `http_5xx`, `http_4xx`, `timeout`, `connect`, `body`, `decode`, `graphql_retryable`,
-/// `graphql`, `indexing_error`, `snapshot_unavailable` (the error's
-/// [`ScrapeError::kind`](crate::ScrapeError::kind), with a body that broke off told apart
-/// from a failed connection).
+/// `http_5xx`, `http_4xx`, `timeout`, `connect`, `body` (an answer that broke off after
+/// the status arrived), `too_large` (an answer over the bound, not read further),
+/// `decode`, `graphql_retryable`, `graphql`, `indexing_error`, `snapshot_unavailable` (the
+/// error's [`ScrapeError::kind`](crate::ScrapeError::kind)).
 pub const GRAPH_REQUEST_SECONDS: &str = "nifty_graph_request_duration_seconds";
 
 /// Seconds one JSON-RPC request to a chain node took (a batch counts once), each retry
 /// recorded on its own. Labels: `method` (`eth_getLogs`, `eth_call`, `eth_getBlockByNumber`,
 /// `eth_blockNumber`, `eth_getCode`, `other`); `outcome` is `ok`, `rpc_error` (the node
 /// answered with a JSON-RPC error) or one of `http_429`, `http_5xx`, `http_4xx`, `timeout`,
-/// `connect`, `decode`.
+/// `connect`, `decode`, `too_large` (an answer over the source's `max_body_mb`).
 pub const RPC_REQUEST_SECONDS: &str = "nifty_rpc_request_duration_seconds";
 
 /// `eth_getLogs` queries a node refused as too large, so the range was shrunk.
@@ -140,6 +140,9 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let client = GraphClient::new(GraphClientConfig {
+            secrets: Default::default(),
+
+            max_row_bytes: crate::graph::client::DEFAULT_MAX_ROW_BYTES,
             url: format!("http://{addr}/"),
             api_key: None,
             timeout: Duration::from_secs(5),
@@ -180,6 +183,8 @@ mod tests {
             .local_addr()
             .unwrap();
         let client = GraphClient::new(GraphClientConfig {
+            secrets: Default::default(),
+            max_row_bytes: crate::graph::client::DEFAULT_MAX_ROW_BYTES,
             url: format!("http://{addr}/"),
             api_key: None,
             timeout: Duration::from_secs(5),
@@ -218,6 +223,8 @@ mod tests {
             }
         });
         let client = GraphClient::new(GraphClientConfig {
+            secrets: Default::default(),
+            max_row_bytes: crate::graph::client::DEFAULT_MAX_ROW_BYTES,
             url: format!("http://{addr}/"),
             api_key: None,
             timeout: Duration::from_secs(5),

@@ -53,14 +53,14 @@ pub fn merge<R: Ordered>(
     for r in &rest {
         if r.block() != cursor.block {
             return Err(violation(format!(
-                "rest row {} is in block {}",
+                "rest row {:?} is in block {}",
                 r.id(),
                 r.block()
             )));
         }
         if r.id() <= cursor.id.as_str() {
             return Err(violation(format!(
-                "rest row {} is not after the cursor id",
+                "rest row {:?} is not after the cursor id",
                 r.id()
             )));
         }
@@ -68,7 +68,7 @@ pub fn merge<R: Ordered>(
             && (r.block(), r.id()) <= p
         {
             return Err(violation(format!(
-                "rest row {} follows {} out of order",
+                "rest row {:?} follows {:?} out of order",
                 r.id(),
                 p.1
             )));
@@ -79,7 +79,7 @@ pub fn merge<R: Ordered>(
     for r in &next {
         if r.block() <= cursor.block || r.block() > end {
             return Err(violation(format!(
-                "next row {} is in block {}, outside ({}, {end}]",
+                "next row {:?} is in block {}, outside ({}, {end}]",
                 r.id(),
                 r.block(),
                 cursor.block
@@ -89,7 +89,7 @@ pub fn merge<R: Ordered>(
             && (r.block(), r.id()) <= p
         {
             return Err(violation(format!(
-                "next row {} (block {}) follows {} (block {}) out of order",
+                "next row {:?} (block {}) follows {:?} (block {}) out of order",
                 r.id(),
                 r.block(),
                 p.1,
@@ -283,7 +283,7 @@ mod tests {
                 p(5, ""),
                 vec![R(4, "a")],
                 vec![],
-                "rest row a is in block 4",
+                "rest row \"a\" is in block 4",
             ),
             (
                 p(5, "c"),

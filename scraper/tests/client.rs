@@ -78,6 +78,8 @@ async fn server(answers: Vec<Answer>) -> (String, Arc<Script>) {
 
 fn client(url: &str, timeout_ms: u64) -> GraphClient {
     GraphClient::new(GraphClientConfig {
+        secrets: Default::default(),
+        max_row_bytes: nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES,
         url: url.into(),
         api_key: Some(SECRET.to_string().into()),
         timeout: Duration::from_millis(timeout_ms),
@@ -130,6 +132,8 @@ async fn transient_failures_are_retried_until_a_good_answer() {
     ];
     let (url, script) = server([answers, vec![ok(EMPTY_PAGE)]].concat()).await;
     let c2 = GraphClient::new(GraphClientConfig {
+        secrets: Default::default(),
+        max_row_bytes: nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES,
         url: url.clone(),
         api_key: None,
         timeout: Duration::from_secs(2),
@@ -272,6 +276,8 @@ async fn error_pages_that_echo_the_path_or_key_are_scrubbed() {
         assert!(shown.contains("<redacted>"), "{shown}");
     }
     let cfg = GraphClientConfig {
+        secrets: Default::default(),
+        max_row_bytes: nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES,
         url: format!("https://gateway.example/api/{SECRET}/subgraphs/id/Qm"),
         api_key: Some(SECRET.to_string().into()),
         timeout: Duration::from_secs(1),
@@ -293,6 +299,8 @@ async fn a_shutdown_during_snapshot_retries_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = nifty_state::Store::open(dir.path(), &Default::default()).unwrap();
     let client = GraphClient::new(GraphClientConfig {
+        secrets: Default::default(),
+        max_row_bytes: nifty_scraper::graph::client::DEFAULT_MAX_ROW_BYTES,
         url,
         api_key: None,
         timeout: Duration::from_secs(2),

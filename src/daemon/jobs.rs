@@ -25,10 +25,11 @@ pub type CursorLocks = BTreeMap<String, Arc<tokio::sync::Mutex<()>>>;
 pub fn from_config(config: &Config, store: &Store) -> anyhow::Result<(Vec<JobSpec>, CursorLocks)> {
     let mut jobs = vec![];
     let mut locks = CursorLocks::new();
+    let secrets = config.secrets();
     for (name, src) in config.sources.iter().filter(|(_, s)| s.enabled) {
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(name.clone(), Arc::clone(&lock));
-        jobs.push(scrape_job(store, name, src, lock)?);
+        jobs.push(scrape_job(store, name, src, &secrets, lock)?);
     }
     let j = &config.jobs;
     let opts = crate::pinning::pass_options(config);
@@ -82,9 +83,10 @@ fn scrape_job(
     store: &Store,
     name: &str,
     src: &SourceConfig,
+    secrets: &nifty_upstream::Secrets,
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<JobSpec> {
-    let client = crate::scrape::source_client(src)?;
+    let client = crate::scrape::source_client(src, secrets)?;
     let (store, source, src2) = (store.clone(), name.to_owned(), src.clone());
     let work: Work = Arc::new(move |limits: RunLimits| {
         let (store, client, source, src, lock) = (

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use graphql_client::{GraphQLQuery, Response};
+use nifty_upstream::{BodyError, Secrets};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, instrument, warn};
 
 use super::queries::{Meta, Page, meta, page};
 use crate::error::{Result, ScrapeError};
-use crate::http::{scrub, snippet};
 pub use crate::lane::Snapshot;
 use crate::metrics::GRAPH_REQUEST_SECONDS;
 use crate::retry::Backoff;
@@ -23,6 +23,35 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest Retry-After honoured: a server asking for more is waited on this long and
 /// then tried again, so a bad header cannot stall a run for hours.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The default bound on one token row of a page answer, in bytes. A row is about 600
+/// bytes of JSON with a short URI; 8 KiB leaves room for long names and `data:` URIs
+/// while a page of 1,000 rows (two halves) stays under 16 MiB.
+pub const DEFAULT_MAX_ROW_BYTES: u64 = 8 * 1024;
+
+/// The least a page answer may be, whatever `first`: a page asked with a small `first`
+/// (see [`crate::graph::lane`]'s halving) still takes a few rows of fully on-chain content
+/// (SVG `data:` URIs run to tens or hundreds of KB).
+pub const MIN_PAGE_BODY: u64 = 4 * 1024 * 1024;
+
+/// Room for the envelope of a page answer: `{"data":{"rest":[...],"next":[...]}}`, an
+/// error list.
+pub const PAGE_BODY_SLACK: u64 = 64 * 1024;
+
+/// The bound on a `_meta` answer: a few hundred bytes in practice.
+pub const META_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The bound on an error answer (a non-2xx status) that is read for its words.
+pub const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The most a page answer of `first` rows per half may be: both halves of `first` rows
+/// at `max_row_bytes` each, at least [`MIN_PAGE_BODY`], plus [`PAGE_BODY_SLACK`].
+pub fn page_body_limit(first: u32, max_row_bytes: u64) -> u64 {
+    (2 * u64::from(first))
+        .saturating_mul(max_row_bytes)
+        .max(MIN_PAGE_BODY)
+        .saturating_add(PAGE_BODY_SLACK)
+}
 
 /// Where and how to reach a subgraph.
 #[derive(Clone)]
@@ -36,6 +65,11 @@ pub struct GraphClientConfig {
     pub timeout: Duration,
     /// Retry policy for retryable failures.
     pub backoff: Backoff,
+    /// Every configured secret, scrubbed from any server text kept (this client adds its
+    /// own key and URL parts).
+    pub secrets: Secrets,
+    /// The bound on one row of a page answer, in bytes ([`page_body_limit`]).
+    pub max_row_bytes: u64,
 }
 
 impl std::fmt::Debug for GraphClientConfig {
@@ -63,9 +97,11 @@ pub struct GraphClient {
     backoff: Backoff,
     /// Requests made and failures met, for run records and metrics.
     stats: std::sync::Arc<ClientStats>,
-    /// Secrets (key-bearing path segments, the API key) scrubbed from any server text kept
-    /// in an error: an error page may echo the request path.
-    secrets: std::sync::Arc<Vec<SecretString>>,
+    /// Secrets (every configured one, and this endpoint's key-bearing path segments and
+    /// API key) scrubbed from any server text kept: an error page may echo the request.
+    secrets: Secrets,
+    /// The bound on one row of a page answer.
+    max_row_bytes: u64,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -83,25 +119,6 @@ pub struct ClientStats {
     pub requests: AtomicU64,
     /// Requests that failed in a retryable way and were retried.
     pub retries: AtomicU64,
-}
-
-/// The parts of a URL that may be secret: the path segment after `/api/`, user info, the
-/// query string and the fragment.
-fn url_secrets(url: &reqwest::Url) -> Vec<String> {
-    let mut out = vec![];
-    let segs: Vec<&str> = url.path_segments().into_iter().flatten().collect();
-    for w in segs.windows(2) {
-        if w[0].eq_ignore_ascii_case("api") && !w[1].is_empty() {
-            out.push(w[1].to_owned());
-        }
-    }
-    out.extend(url.password().map(str::to_owned));
-    if !url.username().is_empty() {
-        out.push(url.username().to_owned());
-    }
-    out.extend(url.query().filter(|q| !q.is_empty()).map(str::to_owned));
-    out.extend(url.fragment().filter(|f| !f.is_empty()).map(str::to_owned));
-    out
 }
 
 /// A URL as safe to print: user info, the query string and the fragment go, and so does
@@ -205,21 +222,23 @@ pub fn classify_graphql_errors(messages: &[String], snapshot: Option<u64>) -> Sc
 /// `secrets` nor anything of them reaches an error message. No I/O, so it can be fuzzed.
 pub fn decode_body<Q: GraphQLQuery>(
     body: &[u8],
-    secrets: &[SecretString],
+    secrets: &Secrets,
     snapshot: Option<u64>,
 ) -> Result<Q::ResponseData> {
     let parsed: Response<Q::ResponseData> = serde_json::from_slice(body).map_err(|e| {
-        // serde_json quotes the values it could not use: scrub its text too.
-        ScrapeError::Decode(scrub(
-            secrets,
-            &format!("{e} ({} bytes: {}...)", body.len(), snippet(secrets, body)),
-        ))
+        // serde_json quotes the values it could not use: its text is server text too.
+        ScrapeError::Decode(secrets.clean(&format!(
+            "{e} ({} bytes: {}...)",
+            body.len(),
+            secrets.snippet(body)
+        )))
     })?;
     if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
         // Data next to errors may be partial: it is never used.
         let messages: Vec<String> = errors
             .into_iter()
-            .map(|e| scrub(secrets, &e.message))
+            .take(MAX_GRAPHQL_ERRORS)
+            .map(|e| secrets.clean(&e.message))
             .collect();
         return Err(classify_graphql_errors(&messages, snapshot));
     }
@@ -228,16 +247,24 @@ pub fn decode_body<Q: GraphQLQuery>(
         .ok_or_else(|| ScrapeError::Decode("response has neither data nor errors".into()))
 }
 
-/// The `outcome` label of a failed request: the error's [`ScrapeError::kind`], except that
-/// a body which broke off after the status arrived is `body` rather than `connect`, since
-/// the server was reached (reqwest marks those as body or decode errors; a timeout while
-/// reading stays `timeout`). Only errors [`GraphClient::post`] makes reach here, so the
-/// set stays the fixed one documented on [`GRAPH_REQUEST_SECONDS`].
+/// A response's body, read up to `limit` bytes.
+async fn read_body(
+    resp: reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, BodyError<reqwest::Error>> {
+    let declared = resp.content_length();
+    nifty_upstream::read_capped(declared, resp.bytes_stream(), limit).await
+}
+
+/// GraphQL errors kept of one answer: graph-node sends one or two; a hostile list of
+/// thousands must not become a message of megabytes.
+const MAX_GRAPHQL_ERRORS: usize = 8;
+
+/// The `outcome` label of a failed request: the error's [`ScrapeError::kind`]. Only errors
+/// [`GraphClient::post`] makes reach here, so the set stays the fixed one documented on
+/// [`GRAPH_REQUEST_SECONDS`].
 fn outcome(e: &ScrapeError) -> &'static str {
-    match e {
-        ScrapeError::Transport(t) if !t.is_timeout() && (t.is_body() || t.is_decode()) => "body",
-        other => other.kind(),
-    }
+    e.kind()
 }
 
 impl GraphClient {
@@ -248,11 +275,8 @@ impl GraphClient {
         let auth = crate::http::bearer(cfg.api_key.as_ref())?;
         let http = crate::http::client(cfg.timeout)?;
         let shown = redact_url(url.as_str());
-        let mut secrets: Vec<SecretString> = url_secrets(&url)
-            .into_iter()
-            .map(SecretString::from)
-            .collect();
-        secrets.extend(cfg.api_key.clone());
+        let mut own = nifty_upstream::url_secrets(url.as_str(), false);
+        own.extend(cfg.api_key.iter().map(|k| k.expose_secret().to_owned()));
         Ok(GraphClient {
             http,
             url,
@@ -260,7 +284,8 @@ impl GraphClient {
             auth,
             backoff: cfg.backoff,
             stats: Default::default(),
-            secrets: std::sync::Arc::new(secrets),
+            secrets: cfg.secrets.with(own),
+            max_row_bytes: cfg.max_row_bytes.max(1),
         })
     }
 
@@ -274,16 +299,28 @@ impl GraphClient {
         &self.stats
     }
 
+    /// The secrets scrubbed from this client's server text (and masked in its rows).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// The bound on a page answer of `first` rows per half.
+    pub fn page_limit(&self, first: u32) -> u64 {
+        page_body_limit(first, self.max_row_bytes)
+    }
+
     /// One request, no retries, timed into [`GRAPH_REQUEST_SECONDS`] under `op` (`meta` or
     /// `page`). An attempt dropped midway (shutdown) records nothing: it has no outcome.
+    /// The answer is read up to `limit` bytes.
     async fn post<Q: GraphQLQuery>(
         &self,
         op: &'static str,
         vars: Q::Variables,
         snapshot: Option<u64>,
+        limit: u64,
     ) -> Result<Q::ResponseData> {
         let started = Instant::now();
-        let result = self.post_once::<Q>(vars, snapshot).await;
+        let result = self.post_once::<Q>(vars, snapshot, limit).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => outcome(e),
@@ -298,6 +335,7 @@ impl GraphClient {
         &self,
         vars: Q::Variables,
         snapshot: Option<u64>,
+        limit: u64,
     ) -> Result<Q::ResponseData> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let body = Q::build_query(vars);
@@ -310,32 +348,45 @@ impl GraphClient {
             .await
             .map_err(|e| ScrapeError::Transport(e.without_url()))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let retry_after = nifty_upstream::retry_after(
+            resp.headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            MAX_RETRY_AFTER,
+        );
         let json = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_none_or(|v| v.contains("json"));
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ScrapeError::Transport(e.without_url()))?;
         if !status.is_success() {
+            let snippet = match read_body(resp, ERROR_BODY_LIMIT).await {
+                Ok(bytes) => self.secrets.snippet(&bytes),
+                Err(BodyError::TooLarge { .. }) => format!(
+                    "(an error body over {}, not read)",
+                    nifty_upstream::human_bytes(ERROR_BODY_LIMIT)
+                ),
+                Err(BodyError::Read(e)) => return Err(ScrapeError::Transport(e.without_url())),
+            };
             return Err(ScrapeError::Http {
                 status: status.as_u16(),
                 retry_after,
-                snippet: snippet(&self.secrets, &bytes),
+                snippet,
             });
         }
+        let bytes = read_body(resp, limit).await.map_err(|e| match e {
+            BodyError::Read(e) => ScrapeError::Transport(e.without_url()),
+            too_large => ScrapeError::TooLarge {
+                upstream: "subgraph",
+                body: too_large.to_string(),
+                hint: "a page's rows average more than the source's max_row_bytes: raise \
+                       max_row_bytes (or lower page_size) if the subgraph is trusted",
+            },
+        })?;
         if !json {
             return Err(ScrapeError::Decode(format!(
                 "content is not JSON: {}",
-                snippet(&self.secrets, &bytes)
+                self.secrets.snippet(&bytes)
             )));
         }
         decode_body::<Q>(&bytes, &self.secrets, snapshot)
@@ -385,7 +436,7 @@ impl GraphClient {
     pub async fn snapshot(&self, confirmations: u64) -> Result<Snapshot> {
         let data = self
             .retrying(&|| "snapshot".to_owned(), || {
-                self.post::<Meta>("meta", meta::Variables {}, None)
+                self.post::<Meta>("meta", meta::Variables {}, None, META_BODY_LIMIT)
             })
             .await?;
         let m = data
@@ -424,8 +475,11 @@ impl GraphClient {
             snapshot: snap,
         };
         let what = || format!("page after block {block} id {last_id:?} (snapshot {snapshot})");
-        self.retrying(&what, || self.post::<Page>("page", vars(), Some(snapshot)))
-            .await
+        let limit = self.page_limit(first);
+        self.retrying(&what, || {
+            self.post::<Page>("page", vars(), Some(snapshot), limit)
+        })
+        .await
     }
 }
 

@@ -8,11 +8,11 @@ use tokio::time::Instant;
 
 use nifty_state::{Address, Contract, Page, Position, Token, TokenKey};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::client::GraphClient;
 use super::rows::{PageAsk, Row, check_page};
-use crate::error::Result;
+use crate::error::{Result, ScrapeError};
 use crate::lane::{Ctx, Lane, Pending, Snapshot, Stop, settle, stop_requested};
 use crate::paging::{Ordered, finished, is_finished};
 
@@ -75,7 +75,9 @@ pub async fn run(
     let mut position = lane.lock().position.clone();
     let mut end = lane.end();
     let mut pending: Option<Pending> = None;
-    let page_size = ctx.page_size as usize;
+    // `first` of the next page: the source's page size, halved while answers come back too
+    // large (a run of rows with huge `data:` URIs), doubled back after each page that fits.
+    let mut first = ctx.page_size.max(1);
     loop {
         if is_finished(&position, end) {
             settle(pending).await?;
@@ -86,7 +88,7 @@ pub async fn run(
             return Ok(Stop::Shutdown);
         }
         let fetched = tokio::select! {
-            r = client.page(position.block, &position.id, end, ctx.page_size, snap.block) => r,
+            r = client.page(position.block, &position.id, end, first, snap.block) => r,
             _ = stop_requested(shutdown) => {
                 settle(pending).await?;
                 return Ok(Stop::Shutdown);
@@ -96,13 +98,26 @@ pub async fn run(
         if let Some(true) = settle(pending.take()).await? {
             return Ok(Stop::Finished);
         }
-        let data = fetched?;
+        let data = match fetched {
+            Err(e @ ScrapeError::TooLarge { .. }) if first > 1 => {
+                first = (first / 2).max(1);
+                warn!(
+                    cursor = %lane.name, %position, first, error = %e,
+                    "page answer too large; asking again for fewer rows"
+                );
+                end = lane.end();
+                continue;
+            }
+            other => other?,
+        };
         let ask = PageAsk {
             source: &ctx.source,
             cursor: &position,
             end,
-            page_size,
+            page_size: first as usize,
+            secrets: client.secrets(),
         };
+        first = first.saturating_mul(2).min(ctx.page_size.max(1));
         let merged = check_page(data, &ask)?;
         let (rows, next_position, done) = (merged.rows, merged.position, merged.done);
         position = if done {

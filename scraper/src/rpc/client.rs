@@ -10,14 +10,18 @@ use std::time::Duration;
 use ethers_core::types::{Address, BlockNumber, Bytes, Filter, H256, Log, U64};
 use ethers_providers::{JsonRpcError, Middleware, Provider};
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use nifty_upstream::Secrets;
 use rand::Rng;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::abi;
-use super::transport::{BatchItem, HttpTransport, RpcFault, fault_of, is_transient_rpc};
+use super::transport::{
+    BatchItem, HttpTransport, RpcFault, TOO_LARGE_CODE, fault_of, is_too_large, is_transient_rpc,
+};
 use crate::error::{Result, ScrapeError};
 use crate::graph::client::ClientStats;
 use crate::lane::Snapshot;
@@ -48,6 +52,11 @@ pub struct ChainClientConfig {
     pub concurrency: usize,
     /// How many recent blocks the reorg check remembers and compares.
     pub reorg_depth: u64,
+    /// Every configured secret, scrubbed from any text of the node kept (this client adds
+    /// its own key and URL parts).
+    pub secrets: Secrets,
+    /// The bound on one answer, in bytes.
+    pub max_body_bytes: u64,
 }
 
 impl std::fmt::Debug for ChainClientConfig {
@@ -88,6 +97,8 @@ pub enum CallResult {
     /// The node could not run the call to the end for another reason (out of gas, a
     /// broken contract): its words, kept as the token's reason.
     Failed(String),
+    /// The call's own answer was over the source's `max_body_mb`, so it was not read.
+    TooLarge,
 }
 
 /// A block's hash and timestamp.
@@ -124,6 +135,15 @@ impl std::fmt::Debug for ChainClient {
     }
 }
 
+/// The error of one request whose answer was over the bound.
+fn too_large_item(why: String) -> JsonRpcError {
+    JsonRpcError {
+        code: TOO_LARGE_CODE,
+        message: why,
+        data: None,
+    }
+}
+
 /// True when a node's error for a call says it reverted.
 fn is_revert(e: &JsonRpcError) -> bool {
     let m = e.message.to_ascii_lowercase();
@@ -138,22 +158,27 @@ impl ChainClient {
         let url = crate::http::endpoint(&cfg.url, "node")?;
         let auth = crate::http::bearer(cfg.api_key.as_ref())?;
         let http = crate::http::client(cfg.timeout)?;
-        let mut secrets: Vec<SecretString> = url
+        // Providers put keys anywhere in the path: every segment that could be one.
+        let mut own: Vec<String> = url
             .path_segments()
             .into_iter()
             .flatten()
             .filter(|s| s.len() >= 4)
-            .map(|s| SecretString::from(s.to_owned()))
+            .map(str::to_owned)
             .collect();
-        secrets.extend(url.password().map(|p| SecretString::from(p.to_owned())));
-        if !url.username().is_empty() {
-            secrets.push(SecretString::from(url.username().to_owned()));
-        }
-        secrets.extend(url.query().map(|q| SecretString::from(q.to_owned())));
-        secrets.extend(cfg.api_key.clone());
+        own.extend(nifty_upstream::url_secrets(url.as_str(), true));
+        own.extend(cfg.api_key.iter().map(|k| k.expose_secret().to_owned()));
+        let secrets = cfg.secrets.with(own);
         let stats: Arc<ClientStats> = Arc::default();
         let shown = redact_rpc_url(url.as_str());
-        let transport = HttpTransport::new(http, url, auth, secrets, Arc::clone(&stats));
+        let transport = HttpTransport::new(
+            http,
+            url,
+            auth,
+            secrets,
+            cfg.max_body_bytes.max(1),
+            Arc::clone(&stats),
+        );
         Ok(ChainClient {
             inner: Arc::new(Inner {
                 provider: Provider::new(transport),
@@ -337,16 +362,7 @@ impl ChainClient {
                     let r = if size == 1 {
                         self.one_by_one(method, ps).await
                     } else {
-                        match self.transport().batch(method, ps.clone()).await {
-                            // A node that refuses batches answers with one error: ask
-                            // this chunk's requests one by one instead (a rate limit is
-                            // only a rate limit: waited out like any passing failure).
-                            Err(RpcFault::Rpc(e)) if !is_transient_rpc(&e) => {
-                                debug!(code = e.code, message = %e.message, "batch refused");
-                                self.one_by_one(method, ps).await
-                            }
-                            other => other,
-                        }
+                        self.batch_or_split(method, ps).await
                     };
                     (idx, r)
                 }
@@ -406,7 +422,38 @@ impl ChainClient {
             .collect())
     }
 
-    /// Each request on its own, in order; a request's own JSON-RPC error is its answer.
+    /// One JSON-RPC batch of `params`. A node that refuses batches answers with one error:
+    /// the requests are asked one by one instead (a rate limit is only a rate limit, waited
+    /// out like any passing failure). A batch whose answer is over the bound is split in
+    /// two, down to single requests, whose own over-size answer becomes their error
+    /// ([`TOO_LARGE_CODE`]) for the caller to record.
+    fn batch_or_split<'a>(
+        &'a self,
+        method: &'static str,
+        params: Vec<Value>,
+    ) -> BoxFuture<'a, std::result::Result<Vec<BatchItem>, RpcFault>> {
+        Box::pin(async move {
+            match self.transport().batch(method, params.clone()).await {
+                Err(RpcFault::Rpc(e)) if !is_transient_rpc(&e) => {
+                    debug!(code = e.code, message = %e.message, "batch refused");
+                    self.one_by_one(method, params).await
+                }
+                Err(RpcFault::TooLarge(why)) if params.len() > 1 => {
+                    debug!(requests = params.len(), why = %why, "batch answer too large; splitting");
+                    let mut params = params;
+                    let second = params.split_off(params.len() / 2);
+                    let mut out = self.batch_or_split(method, params).await?;
+                    out.extend(self.batch_or_split(method, second).await?);
+                    Ok(out)
+                }
+                Err(RpcFault::TooLarge(why)) => Ok(vec![Err(too_large_item(why))]),
+                other => other,
+            }
+        })
+    }
+
+    /// Each request on its own, in order; a request's own JSON-RPC error (or an answer
+    /// over the bound) is its answer.
     async fn one_by_one(
         &self,
         method: &'static str,
@@ -417,6 +464,7 @@ impl ChainClient {
             match self.transport().call(method, p).await {
                 Ok(v) => out.push(Ok(v)),
                 Err(RpcFault::Rpc(e)) => out.push(Err(e)),
+                Err(RpcFault::TooLarge(why)) => out.push(Err(too_large_item(why))),
                 Err(f) => return Err(f),
             }
         }
@@ -525,6 +573,9 @@ impl ChainClient {
                     match self.transport().call(method, p).await {
                         Ok(v) => Ok(Ok(v)),
                         Err(RpcFault::Rpc(e)) if !is_transient_rpc(&e) => Ok(Err(e)),
+                        // An aggregate3 answer over the bound: its calls are asked again
+                        // plainly, in smaller batches.
+                        Err(RpcFault::TooLarge(why)) => Ok(Err(too_large_item(why))),
                         Err(f) => Err(f),
                     }
                 }
@@ -553,6 +604,7 @@ impl ChainClient {
                     ScrapeError::Rpc(RpcFault::Decode("eth_call answer is not hex".into()))
                 }),
                 Err(e) if is_revert(&e) => Ok(CallResult::Reverted),
+                Err(e) if is_too_large(&e) => Ok(CallResult::TooLarge),
                 // Out of gas, a bad jump: the node ran the call and it failed. The token
                 // records why; the range goes on.
                 Err(e) => Ok(CallResult::Failed(e.message)),

@@ -26,6 +26,9 @@ pub const REVERTED: &str = "reverted";
 /// of gas, a broken contract).
 pub const CALL_FAILED: &str = "call_failed";
 
+/// The reason of a token whose `tokenURI` answer was over the source's `max_body_mb`.
+pub const TOO_LARGE: &str = "too_large";
+
 /// A mint read from a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mint {
@@ -138,6 +141,11 @@ async fn logs(
         if matches!(advice, Advice::Fail) {
             return Err(ScrapeError::Rpc(fault));
         }
+        // One block whose mint logs alone are over the bound: asking again gives the same.
+        if matches!(fault, RpcFault::TooLarge(_)) {
+            warn!(source = %ctx.source, block = from, error = %fault, "one block's logs are over the bound");
+            return Err(ScrapeError::Rpc(fault));
+        }
         // A passing failure, or a refusal of a single block: wait and ask again.
         attempt += 1;
         if attempt >= max {
@@ -161,13 +169,14 @@ fn uri_of(r: &CallResult) -> (Option<String>, Option<String>) {
         },
         CallResult::Reverted => (None, Some(REVERTED.to_owned())),
         CallResult::Failed(_) => (None, Some(CALL_FAILED.to_owned())),
+        CallResult::TooLarge => (None, Some(TOO_LARGE.to_owned())),
     }
 }
 
 fn string_of(r: &CallResult) -> Option<String> {
     match r {
         CallResult::Ok(data) => decode_string(data).ok(),
-        CallResult::Reverted | CallResult::Failed(_) => None,
+        CallResult::Reverted | CallResult::Failed(_) | CallResult::TooLarge => None,
     }
 }
 

@@ -17,7 +17,7 @@ pub mod reorg;
 pub mod transport;
 
 pub use client::{ChainClient, ChainClientConfig, redact_rpc_url};
-pub use transport::RpcFault;
+pub use transport::{DEFAULT_MAX_BODY_MB, RpcFault};
 
 /// Multicall3's address on nearly every EVM chain.
 pub const MULTICALL3: &str = "0xcA11bde05977b3631167028862bE2a173976CA11";

@@ -55,6 +55,8 @@ pub fn advise(fault: &RpcFault, from: u64, to: u64) -> Advice {
             status: 413 | 503 | 504,
             ..
         } => Advice::Shrink(None),
+        // An answer over the source's bound: fewer blocks hold fewer logs.
+        RpcFault::TooLarge(_) => Advice::Shrink(None),
         // A query that outlived the client's timeout was too heavy for the node.
         RpcFault::Transport { timeout: true, .. } => Advice::Shrink(None),
         RpcFault::Rpc(e) => advise_rpc(e, from, to),

@@ -9,15 +9,28 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ethers_providers::{JsonRpcClient, JsonRpcError, ProviderError, RpcError};
+use nifty_upstream::{BodyError, Secrets};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::graph::client::{ClientStats, MAX_RETRY_AFTER};
-use crate::http::{scrub, snippet};
+use crate::graph::client::{ClientStats, ERROR_BODY_LIMIT, MAX_RETRY_AFTER};
 use crate::metrics::RPC_REQUEST_SECONDS;
+
+/// The default bound on one answer of a node, in MiB (`sources.<name>.max_body_mb`). An
+/// `eth_getLogs` answer of 10,000 mint logs (the most providers return) is about 6 MiB of
+/// JSON, and a batch of 100 `tokenURI` answers with long `data:` URIs a few MiB.
+pub const DEFAULT_MAX_BODY_MB: u64 = 16;
+
+/// The JSON-RPC error code nifty gives one element of a batch whose own answer was over
+/// the bound (no node sends it): the element's caller records it as the token's reason.
+pub const TOO_LARGE_CODE: i64 = -39_001;
+
+/// True when a batch element's error is nifty's own "answer too large" ([`TOO_LARGE_CODE`]).
+pub fn is_too_large(e: &JsonRpcError) -> bool {
+    e.code == TOO_LARGE_CODE
+}
 
 /// Why a request to the node failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,9 +59,13 @@ pub enum RpcFault {
     /// The body was not the JSON-RPC answer asked for.
     #[error("unreadable response from the node: {0}")]
     Decode(String),
-    /// The node answered with a JSON-RPC error.
+    /// The node answered with a JSON-RPC error (its message and data already cleaned).
     #[error("node error {}: {}", .0.code, .0.message)]
     Rpc(JsonRpcError),
+    /// The answer was over the source's `max_body_mb`: not read further. Not retried as
+    /// is: a log query asks for a smaller range, a batch is split.
+    #[error("node {0}; if the node is trusted, raise the source's max_body_mb")]
+    TooLarge(String),
 }
 
 impl RpcFault {
@@ -59,6 +76,7 @@ impl RpcFault {
             RpcFault::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             RpcFault::Transport { .. } | RpcFault::Decode(_) => true,
             RpcFault::Rpc(e) => is_transient_rpc(e),
+            RpcFault::TooLarge(_) => false,
         }
     }
 
@@ -72,6 +90,7 @@ impl RpcFault {
             RpcFault::Transport { .. } => "connect",
             RpcFault::Decode(_) => "decode",
             RpcFault::Rpc(_) => "rpc_error",
+            RpcFault::TooLarge(_) => "too_large",
         }
     }
 
@@ -152,7 +171,10 @@ pub struct HttpTransport {
     http: reqwest::Client,
     url: reqwest::Url,
     auth: Option<HeaderValue>,
-    secrets: Arc<Vec<SecretString>>,
+    /// Cleans every piece of the node's text kept in a fault.
+    secrets: Secrets,
+    /// The bound on one answer, in bytes.
+    max_body: u64,
     next_id: AtomicU64,
     stats: Arc<ClientStats>,
 }
@@ -168,22 +190,42 @@ pub type BatchItem = Result<Value, JsonRpcError>;
 
 impl HttpTransport {
     /// A transport to `url`, with `auth` (a sensitive bearer header) when the node wants
-    /// one; `secrets` are scrubbed from any server text kept in an error.
+    /// one; `secrets` are scrubbed from any server text kept in an error, and no answer
+    /// over `max_body` bytes is read.
     pub(crate) fn new(
         http: reqwest::Client,
         url: reqwest::Url,
         auth: Option<HeaderValue>,
-        secrets: Vec<SecretString>,
+        secrets: Secrets,
+        max_body: u64,
         stats: Arc<ClientStats>,
     ) -> Self {
         HttpTransport {
             http,
             url,
             auth,
-            secrets: Arc::new(secrets),
+            secrets,
+            max_body,
             next_id: AtomicU64::new(1),
             stats,
         }
+    }
+
+    /// A JSON-RPC error of the node with its words (message, and every string in `data`)
+    /// cleaned.
+    fn clean_error(&self, mut e: JsonRpcError) -> JsonRpcError {
+        e.message = self.secrets.clean(&e.message);
+        e.data = e.data.map(|d| clean_value(&self.secrets, d));
+        e
+    }
+
+    /// The result of one JSON-RPC answer object, its error cleaned.
+    fn answer(&self, v: Value) -> Result<Value, RpcFault> {
+        answer(v).map_err(|f| match f {
+            RpcFault::Rpc(e) => RpcFault::Rpc(self.clean_error(e)),
+            RpcFault::Decode(m) => RpcFault::Decode(self.secrets.clean(&m)),
+            other => other,
+        })
     }
 
     fn transport_fault(&self, e: reqwest::Error) -> RpcFault {
@@ -200,7 +242,7 @@ impl HttpTransport {
         }
         RpcFault::Transport {
             timeout,
-            message: scrub(&self.secrets, &message),
+            message: self.secrets.clean(&message),
         }
     }
 
@@ -231,13 +273,30 @@ impl HttpTransport {
         }
         let resp = req.send().await.map_err(|e| self.transport_fault(e))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        let bytes = resp.bytes().await.map_err(|e| self.transport_fault(e))?;
+        let retry_after = nifty_upstream::retry_after(
+            resp.headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            MAX_RETRY_AFTER,
+        );
+        let limit = if status.is_success() {
+            self.max_body
+        } else {
+            ERROR_BODY_LIMIT
+        };
+        let declared = resp.content_length();
+        let bytes = match nifty_upstream::read_capped(declared, resp.bytes_stream(), limit).await {
+            Ok(b) => b,
+            Err(BodyError::Read(e)) => return Err(self.transport_fault(e)),
+            Err(too_large) if status.is_success() => {
+                return Err(RpcFault::TooLarge(too_large.to_string()));
+            }
+            Err(_) => format!(
+                "(an error body over {}, not read)",
+                nifty_upstream::human_bytes(limit)
+            )
+            .into_bytes(),
+        };
         if !status.is_success() {
             let rpc = serde_json::from_slice::<Value>(&bytes)
                 .ok()
@@ -247,16 +306,22 @@ impl HttpTransport {
                     other => Some(other),
                 })
                 .and_then(|v| v.get("error").cloned())
-                .and_then(|e| serde_json::from_value::<JsonRpcError>(e).ok());
+                .and_then(|e| serde_json::from_value::<JsonRpcError>(e).ok())
+                .map(|e| self.clean_error(e));
             return Err(RpcFault::Http {
                 status: status.as_u16(),
                 retry_after,
-                snippet: snippet(&self.secrets, &bytes),
+                snippet: self.secrets.snippet(&bytes),
                 rpc,
             });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| RpcFault::Decode(format!("{e}: {}", snippet(&self.secrets, &bytes))))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            // serde_json quotes what it could not read: server text too.
+            RpcFault::Decode(
+                self.secrets
+                    .clean(&format!("{e}: {}", self.secrets.snippet(&bytes))),
+            )
+        })
     }
 
     fn id(&self) -> u64 {
@@ -267,7 +332,7 @@ impl HttpTransport {
     pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcFault> {
         let body = json!({"jsonrpc": "2.0", "id": self.id(), "method": method, "params": params});
         let v = self.post(method, &body).await?;
-        answer(v)
+        self.answer(v)
     }
 
     /// Several requests of one method in one JSON-RPC batch. The outer error is the batch's
@@ -297,7 +362,7 @@ impl HttpTransport {
             Value::Array(items) => items,
             // A node that does not take batches answers with one error object.
             other => {
-                return Err(match answer(other) {
+                return Err(match self.answer(other) {
                     Err(e) => e,
                     Ok(_) => RpcFault::Decode("a batch was answered with one result".into()),
                 });
@@ -315,7 +380,7 @@ impl HttpTransport {
                     "a batch answer carries an id that was not asked".into(),
                 ));
             };
-            out[idx as usize] = Some(match answer(item) {
+            out[idx as usize] = Some(match self.answer(item) {
                 Ok(v) => Ok(v),
                 Err(RpcFault::Rpc(e)) => Err(e),
                 Err(e) => return Err(e),
@@ -336,7 +401,25 @@ impl HttpTransport {
     }
 }
 
-/// The result of one JSON-RPC answer object.
+/// `v` with every string in it cleaned ([`Secrets::clean`]), for the `data` of a node's
+/// error (revert data is hex and keeps its characters; a message in it is server text).
+fn clean_value(secrets: &Secrets, v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(secrets.clean(&s)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|i| clean_value(secrets, i)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (secrets.clean(&k), clean_value(secrets, v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The result of one JSON-RPC answer object (its error as the node sent it: callers go
+/// through [`HttpTransport::answer`], which cleans it).
 fn answer(mut v: Value) -> Result<Value, RpcFault> {
     if let Some(e) = v.get_mut("error").map(Value::take) {
         return Err(match serde_json::from_value::<JsonRpcError>(e.clone()) {
@@ -365,8 +448,9 @@ impl JsonRpcClient for HttpTransport {
             .map_err(|e| RpcFault::Decode(format!("cannot encode {method} params: {e}")))?;
         let label = static_method(method);
         let body = json!({"jsonrpc": "2.0", "id": self.id(), "method": method, "params": params});
-        let v = answer(self.post(label, &body).await?)?;
-        serde_json::from_value(v).map_err(|e| RpcFault::Decode(format!("{method}: {e}")))
+        let v = self.answer(self.post(label, &body).await?)?;
+        serde_json::from_value(v)
+            .map_err(|e| RpcFault::Decode(self.secrets.clean(&format!("{label}: {e}"))))
     }
 }
 
