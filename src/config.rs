@@ -74,6 +74,22 @@ pub enum ConfigError {
         /// Why it does not fit.
         message: String,
     },
+    /// A `NIFTY_` environment variable that names no key (a typo, or a source with no
+    /// table): ignoring it would leave the operator believing it took effect.
+    #[error(
+        "environment variable {var} names no config key{why}; the closest is {closest} (key \
+         `{closest_key}`). Keys are NIFTY_ + the key path in upper case with '.' and '-' as '_'"
+    )]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+        /// More on why, when known (a source without a table).
+        why: String,
+        /// The closest variable that is a key.
+        closest: String,
+        /// Its key.
+        closest_key: String,
+    },
     /// A value has the right type but is not acceptable.
     #[error("config key `{key}` = {value}: {problem}")]
     Invalid {
@@ -728,12 +744,23 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            let mut key = e.path().to_string();
             let inner = e.into_inner();
-            let span = inner.span();
-            let mut message = inner.message().to_owned();
-            if let Some(span) = span {
-                let line = text[..span.start.min(text.len())].lines().count().max(1);
+            let mut message = inner.message().trim_end().to_owned();
+            // Errors the TOML parser raises before serde sees a key (a duplicate key, an
+            // integer too large for any type) come without a path: find the key in the
+            // text, by the parser's position or by the name its message gives.
+            let mut at = inner.span().map(|s| s.start.min(text.len()));
+            if key.is_empty() || key == "." {
+                if let Some((k, offset)) = duplicate_key(text, &message) {
+                    key = k;
+                    at = Some(offset);
+                } else if let Some(k) = at.and_then(|o| key_at(text, o)) {
+                    key = k;
+                }
+            }
+            if let Some(at) = at {
+                let line = line_of(text, at);
                 message = format!("{message} (line {line})");
             }
             ConfigError::Parse {
@@ -812,76 +839,13 @@ impl Config {
         }
         self.validate_pinning()?;
         for (name, s) in &self.sources {
-            let key = |k: &str| format!("sources.{name}.{k}");
-            if !valid_source_name(name) {
-                return Err(invalid(
-                    &format!("sources.{name}"),
-                    &format!("{name:?}"),
-                    "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
-                ));
-            }
-            let shown = format!("{:?}", s.shown_url());
-            match url::Url::parse(&s.url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
-                Err(e) => return Err(invalid(&key("url"), &shown, &format!("not a URL: {e}"))),
-            }
-            match s.kind {
-                SourceKind::Graph => {
-                    if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
-                        return Err(invalid(
-                            &key("page_size"),
-                            &s.page_size,
-                            "must be 1 to 1000 (graph-node's cap on `first`)",
-                        ));
-                    }
-                    if !s.contracts.is_empty() {
-                        return Err(invalid(
-                            &key("contracts"),
-                            &format!("{:?}", s.contracts),
-                            "is for rpc sources; a subgraph indexes the contracts it was built for",
-                        ));
-                    }
-                }
-                SourceKind::Rpc => self.validate_rpc(name, s)?,
-            }
-            if s.confirmations > MAX_CONFIRMATIONS {
-                return Err(invalid(
-                    &key("confirmations"),
-                    &s.confirmations,
-                    "must be at most 10000",
-                ));
-            }
-            check_budget(&key("budget_secs"), s.budget_secs)?;
-            check_schedule(&key("schedule"), &s.schedule)?;
-            if !(100..=600_000).contains(&s.timeout_ms) {
-                return Err(invalid(
-                    &key("timeout_ms"),
-                    &s.timeout_ms,
-                    "must be 100 to 600000 milliseconds",
-                ));
-            }
-            check_env_name(&key("api_key_env"), &s.api_key_env)?;
-            if !(MIN_ROW_BYTES..=MAX_ROW_BYTES).contains(&s.max_row_bytes) {
-                return Err(invalid(
-                    &key("max_row_bytes"),
-                    &s.max_row_bytes,
-                    "must be 1024 to 16777216 bytes",
-                ));
-            }
-            if !(1..=MAX_BODY_MB).contains(&s.max_body_mb) {
-                return Err(invalid(
-                    &key("max_body_mb"),
-                    &s.max_body_mb,
-                    "must be 1 to 1024 MiB",
-                ));
-            }
+            validate_source(name, s)?;
         }
         Ok(())
     }
 
     /// Checks the keys of an rpc source.
-    fn validate_rpc(&self, name: &str, s: &SourceConfig) -> Result<(), ConfigError> {
+    fn validate_rpc(name: &str, s: &SourceConfig) -> Result<(), ConfigError> {
         let key = |k: &str| format!("sources.{name}.{k}");
         let invalid = |k: &str, value: &dyn fmt::Display, problem: &str| ConfigError::Invalid {
             key: key(k),
@@ -1001,6 +965,18 @@ impl Config {
                 ));
             }
         }
+        let (min, max) = (self.cluster.replication_min, self.cluster.replication_max);
+        // -1 means every peer: a maximum of -1 is at least any minimum.
+        if min != 0 && max != 0 && max != -1 && (min == -1 || min > max) {
+            return Err(invalid(
+                "cluster.replication_min",
+                min.to_string(),
+                &format!(
+                    "must not exceed cluster.replication_max ({max}): a pin cannot need more \
+                     peers than it may have"
+                ),
+            ));
+        }
         for host in &self.gateway.allow_hosts {
             if host.trim().is_empty() || host.contains(['/', ' ']) {
                 return Err(invalid(
@@ -1098,6 +1074,58 @@ impl Config {
         nifty_upstream::Secrets::new(all)
     }
 
+    /// Fails on the first `NIFTY_` variable of `vars` that names no key of this
+    /// configuration. Not keys, and left alone: `NIFTY_CONFIG`, variables a `*_env` key
+    /// names (they hold secrets), and the variables of nifty's own test and benchmark tools
+    /// ([`TOOL_VARIABLES`]).
+    pub fn check_env_names<I, S>(&self, vars: I) -> Result<(), ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let Ok(value) = toml::Value::try_from(self) else {
+            return Ok(());
+        };
+        let mut keys: Vec<(String, String)> = vec![];
+        leaf_keys(&value, &mut vec![], &mut keys);
+        let mut named: Vec<&str> = vec![&self.http.admin_token_env];
+        named.extend([self.cluster.password_env.as_str(), &self.cluster.token_env]);
+        named.extend(self.sources.values().map(|s| s.api_key_env.as_str()));
+        for var in vars {
+            let var = var.as_ref();
+            if !var.starts_with(ENV_PREFIX)
+                || var == CONFIG_ENV
+                || named.contains(&var)
+                || keys.iter().any(|(v, _)| v == var)
+                || TOOL_VARIABLES
+                    .iter()
+                    .any(|t| var == *t || (t.ends_with('_') && var.starts_with(t)))
+            {
+                continue;
+            }
+            let Some((closest, closest_key)) = keys
+                .iter()
+                .min_by_key(|(v, _)| edit_distance(v, var))
+                .cloned()
+            else {
+                continue;
+            };
+            let why = match var.strip_prefix("NIFTY_SOURCES_") {
+                Some(_) => " (a source is declared by a [sources.NAME] table in the config \
+                            file; the environment can only override its keys)"
+                    .to_owned(),
+                None => String::new(),
+            };
+            return Err(ConfigError::UnknownEnv {
+                var: var.to_owned(),
+                why,
+                closest,
+                closest_key,
+            });
+        }
+        Ok(())
+    }
+
     /// Fails when `http.admin_token_env` names a variable that is not set: the daemon must
     /// not start with admin writes off when the operator asked for them.
     pub fn require_admin_token(&self) -> Result<(), ConfigError> {
@@ -1162,6 +1190,60 @@ pub fn env_name(path: &[&str]) -> String {
     s
 }
 
+/// The variable that names the config file.
+pub const CONFIG_ENV: &str = "NIFTY_CONFIG";
+
+/// `NIFTY_` variables that are not config keys: those read by nifty's tests, benchmarks and
+/// install scripts (a trailing `_` stands for every variable with that prefix). The daemon
+/// and CLI may run with them set (`make test` and `make bench` do).
+pub const TOOL_VARIABLES: &[&str] = &[
+    "NIFTY_BENCH_",
+    "NIFTY_PEERS_",
+    "NIFTY_CRASH_",
+    "NIFTY_TEST_",
+    "NIFTY_DISK_",
+    "NIFTY_FAULTS_",
+    "NIFTY_SOAK",
+    "NIFTY_BENCHES",
+    "NIFTY_SKIP_BROWSER",
+    "NIFTY_CHROMIUM",
+    "NIFTY_ANVIL",
+    "NIFTY_SOLCJS",
+    "NIFTY_BINARY",
+];
+
+/// Every leaf key of `v` as (its variable, its dotted path).
+fn leaf_keys(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                path.push(k.clone());
+                leaf_keys(child, path, out);
+                path.pop();
+            }
+        }
+        _ => {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            out.push((env_name(&parts), parts.join(".")));
+        }
+    }
+}
+
+/// Levenshtein distance, by characters: how far a mistyped name is from a real one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let swap = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = swap.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 fn override_leaves(
     v: &mut toml::Value,
     path: &mut Vec<String>,
@@ -1202,6 +1284,152 @@ fn override_leaves(
     };
     *changed = true;
     Ok(())
+}
+
+/// Checks one source's keys: the one rule for a `[sources.NAME]` table, its environment
+/// overrides and the command line's flags (which `nifty backfill` applies to a source
+/// before it checks it).
+pub fn validate_source(name: &str, s: &SourceConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: &dyn fmt::Display, problem: &str| ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_string(),
+        problem: problem.to_owned(),
+    };
+    let key = |k: &str| format!("sources.{name}.{k}");
+    if !valid_source_name(name) {
+        return Err(invalid(
+            &format!("sources.{name}"),
+            &format!("{name:?}"),
+            "source names are 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+        ));
+    }
+    let shown = format!("{:?}", s.shown_url());
+    match url::Url::parse(&s.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => return Err(invalid(&key("url"), &shown, "must be an http(s) URL")),
+        Err(e) => return Err(invalid(&key("url"), &shown, &format!("not a URL: {e}"))),
+    }
+    match s.kind {
+        SourceKind::Graph => {
+            if !(1..=MAX_PAGE_SIZE).contains(&s.page_size) {
+                return Err(invalid(
+                    &key("page_size"),
+                    &s.page_size,
+                    "must be 1 to 1000 (graph-node's cap on `first`)",
+                ));
+            }
+            if !s.contracts.is_empty() {
+                return Err(invalid(
+                    &key("contracts"),
+                    &format!("{:?}", s.contracts),
+                    "is for rpc sources; a subgraph indexes the contracts it was built for",
+                ));
+            }
+        }
+        SourceKind::Rpc => Config::validate_rpc(name, s)?,
+    }
+    if s.confirmations > MAX_CONFIRMATIONS {
+        return Err(invalid(
+            &key("confirmations"),
+            &s.confirmations,
+            "must be at most 10000",
+        ));
+    }
+    check_budget(&key("budget_secs"), s.budget_secs)?;
+    check_schedule(&key("schedule"), &s.schedule)?;
+    if !(100..=600_000).contains(&s.timeout_ms) {
+        return Err(invalid(
+            &key("timeout_ms"),
+            &s.timeout_ms,
+            "must be 100 to 600000 milliseconds",
+        ));
+    }
+    check_env_name(&key("api_key_env"), &s.api_key_env)?;
+    if !(MIN_ROW_BYTES..=MAX_ROW_BYTES).contains(&s.max_row_bytes) {
+        return Err(invalid(
+            &key("max_row_bytes"),
+            &s.max_row_bytes,
+            "must be 1024 to 16777216 bytes",
+        ));
+    }
+    if !(1..=MAX_BODY_MB).contains(&s.max_body_mb) {
+        return Err(invalid(
+            &key("max_body_mb"),
+            &s.max_body_mb,
+            "must be 1 to 1024 MiB",
+        ));
+    }
+    Ok(())
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The table a line of TOML at `offset` belongs to: the last `[header]` before it.
+fn table_at(text: &str, offset: usize) -> String {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The dotted key of the `key = value` line holding byte `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (k, _) = line.split_once('=')?;
+    let k = k.trim().trim_matches('"');
+    if k.is_empty() || k.starts_with('[') {
+        return None;
+    }
+    let table = table_at(text, start);
+    Some(if table.is_empty() {
+        k.to_owned()
+    } else {
+        format!("{table}.{k}")
+    })
+}
+
+/// For the parser's ``duplicate key `K` in table `T` `` (or ``in document root``): the
+/// dotted key and the byte offset of its second definition.
+fn duplicate_key(text: &str, message: &str) -> Option<(String, usize)> {
+    let rest = message.strip_prefix("duplicate key `")?;
+    let (k, rest) = rest.split_once('`')?;
+    let table = rest
+        .strip_prefix(" in table `")
+        .and_then(|t| t.split_once('`'))
+        .map(|(t, _)| t.to_owned())
+        .unwrap_or_default();
+    let mut seen = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let name = line
+            .split_once('=')
+            .map(|(n, _)| n.trim().trim_matches('"'));
+        if name == Some(k) && table_at(text, offset) == table {
+            seen += 1;
+            if seen == 2 {
+                let key = if table.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{table}.{k}")
+                };
+                return Some((key, offset));
+            }
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// `nifty config init` writes this: every key with its default and why.
@@ -1766,6 +1994,82 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
     }
 
     #[test]
+    fn parser_errors_without_a_path_name_the_key_and_its_line() {
+        let cases = [
+            (
+                "[store]\ncache_mb = 99999999999999999999\n",
+                "key `store.cache_mb`",
+                "(line 2)",
+            ),
+            (
+                "[store]\ncache_mb = 1\ncache_mb = 2\n",
+                "key `store.cache_mb`",
+                "(line 3)",
+            ),
+            (
+                "data_dir = \"a\"\n\n[http]\nlisten = \"a\"\nlisten = \"b\"\n",
+                "key `http.listen`",
+                "(line 5)",
+            ),
+            (
+                "data_dir = \"a\"\ndata_dir = \"b\"\n",
+                "key `data_dir`",
+                "(line 2)",
+            ),
+            (
+                "[sources.main]\nkind = \"graph\"\nurl = \"http://h\"\nstart_block = 18446744073709551616\n",
+                "key `sources.main.start_block`",
+                "(line 4)",
+            ),
+        ];
+        for (text, key, line) in cases {
+            let err = Config::from_toml(text, Path::new("n.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(line), "{text:?}: {err}");
+            assert!(!err.contains("key `.`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_nifty_variable_that_names_no_key_is_an_error_naming_the_closest() {
+        let text = "[sources.main]\nkind = \"graph\"\nurl = \"http://h/\"\napi_key_env = \"NIFTY_GRAPH_KEY\"\n";
+        let c = load(text, &[("NIFTY_GRAPH_KEY", "k")]).unwrap();
+        let fine = [
+            "NIFTY_STORE_CACHE_MB",
+            "NIFTY_SOURCES_MAIN_URL",
+            "NIFTY_CONFIG",
+            "NIFTY_GRAPH_KEY",
+            "NIFTY_BENCH_SMOKE",
+            "NIFTY_SOAK",
+            "PATH",
+        ];
+        c.check_env_names(fine).unwrap();
+        let cases = [
+            (
+                "NIFTY_STORE_CACHEMB",
+                "NIFTY_STORE_CACHE_MB (key `store.cache_mb`)",
+                "",
+            ),
+            ("NIFTY_SOURCES_MAIN_URLS", "NIFTY_SOURCES_MAIN_URL", ""),
+            (
+                "NIFTY_SOURCES_X_URL",
+                "NIFTY_SOURCES_MAIN_URL",
+                "[sources.NAME] table",
+            ),
+            ("NIFTY_DATADIR", "NIFTY_DATA_DIR", ""),
+        ];
+        for (var, closest, why) in cases {
+            let err = c.check_env_names([var]).unwrap_err().to_string();
+            assert!(
+                err.contains(var) && err.contains(closest) && err.contains(why),
+                "{err}"
+            );
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
     fn every_configured_secret_is_in_the_scrub_set() {
         let text = "[sources.node]\nkind = \"rpc\"\nurl = \"https://eth.example/v2/node-key-0123456789\"\n\
                     [sources.graph]\nkind = \"graph\"\nurl = \"https://g.example/api/graph-path-key/x\"\n\
@@ -1795,6 +2099,28 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
         assert_eq!(
             s.clean("eth.example v2 g.example"),
             "eth.example v2 g.example"
+        );
+    }
+
+    #[test]
+    fn replication_min_may_not_exceed_max() {
+        let err = load("[cluster]\nreplication_min = 3\nreplication_max = 2\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cluster.replication_min") && err.contains("replication_max (2)"),
+            "{err}"
+        );
+        for (min, max) in [(2, 2), (0, 2), (2, 0), (3, -1), (-1, 0), (-1, -1)] {
+            let text = format!("[cluster]\nreplication_min = {min}\nreplication_max = {max}\n");
+            assert!(load(&text, &[]).is_ok(), "{min} {max}");
+        }
+        assert!(
+            load(
+                "[cluster]\nreplication_min = -1\nreplication_max = 3\n",
+                &[]
+            )
+            .is_err()
         );
     }
 

@@ -72,6 +72,7 @@ pub fn error_text(e: &anyhow::Error) -> String {
 /// Loads configuration (file, environment, then command-line overrides).
 pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     let mut config = Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok())?;
+    config.check_env_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
     if let Some(d) = &cli.data_dir {
         config.data_dir = d.clone();
     }

@@ -103,7 +103,33 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
     if let Some(t) = args.timeout_ms {
         src.timeout_ms = t;
     }
+    // The same rule as the file's: a flag may not set what the config may not.
+    crate::config::validate_source(&name, &src).map_err(|e| flag_error(e, args))?;
     Ok((name, src))
+}
+
+/// A source check's error in the words of the flag that set the value, when a flag did.
+fn flag_error(e: crate::config::ConfigError, args: &BackfillArgs) -> anyhow::Error {
+    if let crate::config::ConfigError::Invalid {
+        key,
+        value,
+        problem,
+    } = &e
+    {
+        let field = key.rsplit('.').next().unwrap_or_default();
+        let given = match field {
+            "page_size" => args.page_size.is_some(),
+            "batch_size" => args.batch_size.is_some(),
+            "confirmations" => args.confirmations.is_some(),
+            "timeout_ms" => args.timeout_ms.is_some(),
+            _ => false,
+        };
+        if given {
+            let flag = field.replace('_', "-");
+            return UsageError(format!("--{flag} {value}: {problem}")).into();
+        }
+    }
+    UsageError(e.to_string()).into()
 }
 
 /// The client of a source: its subgraph or its chain node. A URL or key the client cannot

@@ -155,6 +155,10 @@ pub async fn serve(
         .into_future();
     let mut server = tokio::spawn(server);
     info!(%addr, "serving the API and dashboard");
+    // A command that finds the data dir held says where this API is.
+    if let Err(e) = store.announce_api(&format!("http://{addr}")) {
+        warn!(error = %e, "cannot record the API address in the lock file");
+    }
     on_ready(addr);
 
     let mut stop_rx = stop.clone();

@@ -8,16 +8,24 @@ use crate::model::Position;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Another process (usually a running daemon) holds the database.
-    #[error(
-        "the data dir {dir} is in use by another nifty process{holder}; stop it, or talk to it \
-         with `--api URL` (for example `nifty status --api http://127.0.0.1:8640`)",
-        holder = holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
-    )]
+    #[error("the data dir {dir} is in use by another nifty process{}", in_use_text(holder.as_ref()))]
     InUse {
         /// The data dir whose lock is held.
         dir: PathBuf,
         /// What the lock file says about its holder, when it says anything.
-        holder: Option<String>,
+        holder: Option<crate::store::Holder>,
+    },
+
+    /// The data dir, or a folder above it, is a file.
+    #[error(
+        "cannot use data dir {dir}: {file} is a file, not a folder; give --data-dir (or \
+         data_dir) a folder, which nifty creates if it is missing"
+    )]
+    NotAFolder {
+        /// The data dir.
+        dir: PathBuf,
+        /// The file in the way (the data dir itself or one of its parents).
+        file: PathBuf,
     },
 
     /// The data dir could not be created, locked or read.
@@ -163,6 +171,7 @@ impl StateError {
             StateError::InUse { .. }
                 | StateError::Sled(sled::Error::Io(_))
                 | StateError::DataDir { .. }
+                | StateError::NotAFolder { .. }
                 | StateError::DiskFull { .. }
         )
     }
@@ -175,6 +184,24 @@ impl StateError {
 }
 
 /// What an operator can do about an I/O error on the data dir, as a suffix of its message.
+/// The rest of [`StateError::InUse`]'s message: who holds the dir and how to reach it.
+fn in_use_text(holder: Option<&crate::store::Holder>) -> String {
+    let pid = holder
+        .and_then(|h| h.pid)
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
+    match holder.and_then(|h| h.api.as_deref()) {
+        Some(api) => format!(
+            "{pid}, a daemon serving its API at {api}; stop it, or talk to it with `--api {api}` \
+             (for example `nifty status --api {api}`)"
+        ),
+        None => format!(
+            "{pid} that serves no API (a backfill, pin or other command, or a daemon still \
+             starting); wait for it to finish or stop it"
+        ),
+    }
+}
+
 fn io_hint(kind: std::io::ErrorKind) -> &'static str {
     use std::io::ErrorKind;
     match kind {

@@ -1,6 +1,7 @@
 //! The store: one sled database, one process, every write that matters in one transaction.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::future::Future;
 use std::io::{Read, Seek, Write};
@@ -169,6 +170,72 @@ fn remove_unfinished_snapshots(sled_dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first part of `dir` (itself or a parent) that exists and is not a folder.
+fn file_in_the_way(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| p.exists() || p.symlink_metadata().is_ok())
+        .filter(|p| !p.is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// What the lock file says about the process holding the data dir: `pid N`, then
+/// `api URL` once a daemon serves its API (older builds wrote only `pid N`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The process id, when the file gives one.
+    pub pid: Option<u32>,
+    /// Where the holder's API answers, when it serves one.
+    pub api: Option<String>,
+}
+
+impl Holder {
+    /// This process, serving its API at `api` (or not).
+    fn me(api: Option<String>) -> Holder {
+        Holder {
+            pid: Some(std::process::id()),
+            api,
+        }
+    }
+
+    /// Reads a lock file's text; `None` when it says nothing usable.
+    pub fn parse(text: &str) -> Option<Holder> {
+        let mut h = Holder {
+            pid: None,
+            api: None,
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(pid) = line.strip_prefix("pid ") {
+                h.pid = pid.trim().parse().ok();
+            }
+            if let Some(url) = line.strip_prefix("api ") {
+                let url = url.trim();
+                // Only what a daemon writes: an http URL of printable characters.
+                if url.starts_with("http://")
+                    && url.len() < 200
+                    && url.chars().all(|c| c.is_ascii_graphic())
+                {
+                    h.api = Some(url.to_owned());
+                }
+            }
+        }
+        (h.pid.is_some() || h.api.is_some()).then_some(h)
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(pid) = self.pid {
+            writeln!(f, "pid {pid}")?;
+        }
+        if let Some(api) = &self.api {
+            writeln!(f, "api {api}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Wakes the thread that polls a future by hand.
@@ -361,6 +428,12 @@ impl Store {
             dir: dir.to_owned(),
             source,
         };
+        if let Some(file) = file_in_the_way(dir) {
+            return Err(StateError::NotAFolder {
+                dir: dir.to_owned(),
+                file,
+            });
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut lock = OpenOptions::new()
             .read(true)
@@ -374,17 +447,16 @@ impl Store {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = lock.read_to_string(&mut holder);
-                let holder = holder.trim();
                 return Err(StateError::InUse {
                     dir: dir.to_owned(),
-                    holder: (!holder.is_empty()).then(|| holder.to_owned()),
+                    holder: Holder::parse(&holder),
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         lock.set_len(0).map_err(io)?;
         lock.rewind().map_err(io)?;
-        write!(lock, "pid {}", std::process::id()).map_err(io)?;
+        write!(lock, "{}", Holder::me(None)).map_err(io)?;
         // Only the lock's holder may touch sled's files.
         remove_unfinished_snapshots(&dir.join(SLED_DIR)).map_err(io)?;
         let (db, t) = Self::open_db(dir, opts).map_err(|e| match e {
@@ -468,6 +540,20 @@ impl Store {
             }
         }
         Ok((db, t))
+    }
+
+    /// Records in the lock file that this process serves its API at `url`, so another
+    /// command that finds the data dir held can say where to reach it.
+    pub fn announce_api(&self, url: &str) -> Result<()> {
+        let io = |source| StateError::DataDir {
+            dir: self.dir.clone(),
+            source,
+        };
+        let mut f: &File = &self._lock;
+        f.set_len(0).map_err(io)?;
+        f.rewind().map_err(io)?;
+        write!(f, "{}", Holder::me(Some(url.to_owned()))).map_err(io)?;
+        Ok(())
     }
 
     /// The data dir.

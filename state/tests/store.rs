@@ -189,14 +189,47 @@ fn a_second_open_gets_the_in_use_error_naming_the_dir() {
     let msg = err.to_string();
     assert!(matches!(err, StateError::InUse { .. }));
     assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
-    assert!(msg.contains("--api"), "{msg}");
     assert!(
         msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // A holder without an API (a backfill) is not offered as something to talk to.
+    assert!(
+        msg.contains("serves no API") && !msg.contains("--api"),
+        "{msg}"
+    );
+    // A daemon says where its API is, wherever it listens, and the error passes it on.
+    s.announce_api("http://127.0.0.1:19999").unwrap();
+    let msg = Store::open(dir.path(), &StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("--api http://127.0.0.1:19999") && !msg.contains("8640"),
         "{msg}"
     );
     drop(s);
     // Released with the last handle.
     open(&dir);
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    for (data_dir, culprit) in [
+        (file.clone(), file.clone()),
+        (file.join("below"), file.clone()),
+    ] {
+        let msg = Store::open(&data_dir, &StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("{} is a file, not a folder", culprit.display())),
+            "{msg}"
+        );
+        assert!(!msg.contains("os error"), "{msg}");
+    }
 }
 
 #[test]
