@@ -809,15 +809,14 @@ async fn metadata_text_is_stored_without_secrets() {
     )
     .await
     .unwrap();
-    for i in 0..forms.len() {
+    for (i, form) in forms.iter().enumerate() {
         let rec = store.pin(&cid(100 + i as u32).to_bytes()).unwrap().unwrap();
         let (_, role) = rec.first_use.unwrap();
         // A base64 rendering keeps its last character or two, which carry bits of what
         // follows the secret.
         assert!(
             role.starts_with("properties.<redacted>") && role.ends_with("\nkept"),
-            "{:?}: {role:?}",
-            forms[i]
+            "{form:?}: {role:?}"
         );
         for piece in pieces() {
             assert!(!role.contains(&piece), "{piece:?} in {role:?}");
