@@ -255,6 +255,13 @@ pub struct ClusterConfig {
     /// Tries of one request on a retryable failure (5xx, 429, timeouts), the first
     /// included. Few: a longer outage ends the pass with its work kept for the next run.
     pub attempts: u32,
+    /// Largest answer read from the backend, in MiB; a longer one is refused as
+    /// `too_large` and stops the pass like an outage. The largest real answer is a
+    /// cluster status request of 200 CIDs (the client's chunk, whatever
+    /// `pinner.follow_chunk` is): about 630 bytes per CID per peer, so 2.5 MiB on a 20-peer
+    /// cluster and 6 MiB on 50 peers. 16 MiB holds that on up to about 130 peers; PSA
+    /// listings are far smaller.
+    pub max_body_mb: u64,
     /// The password, read from `password_env` at load.
     #[serde(skip)]
     pub password: Option<SecretString>,
@@ -273,11 +280,13 @@ impl PartialEq for ClusterConfig {
                 self.replication_max,
                 self.timeout_ms,
                 self.attempts,
+                self.max_body_mb,
             ) == (
                 o.replication_min,
                 o.replication_max,
                 o.timeout_ms,
                 o.attempts,
+                o.max_body_mb,
             )
     }
 }
@@ -295,6 +304,7 @@ impl Default for ClusterConfig {
             replication_max: 0,
             timeout_ms: 30_000,
             attempts: 4,
+            max_body_mb: nifty_pinner::backend::DEFAULT_MAX_BODY_BYTES >> 20,
             password: None,
             token: None,
         }
@@ -917,7 +927,7 @@ impl Config {
                 Err(e) => return Err(invalid(key, shown, &format!("not a URL: {e}"))),
             }
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 8] = [
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 9] = [
             ("gateway.timeout_ms", self.gateway.timeout_ms, 100..=600_000),
             (
                 "gateway.max_bytes",
@@ -926,6 +936,7 @@ impl Config {
             ),
             ("cluster.timeout_ms", self.cluster.timeout_ms, 100..=600_000),
             ("cluster.attempts", self.cluster.attempts.into(), 1..=20),
+            ("cluster.max_body_mb", self.cluster.max_body_mb, 1..=1024),
             (
                 "pinner.analyse_concurrency",
                 self.pinner.analyse_concurrency.into(),
@@ -1495,6 +1506,10 @@ timeout_ms = 30000
 # Tries of one request on a retryable failure (5xx, 429, timeout), the first included; a
 # longer outage ends the pass with its work kept for the next run.
 attempts = 4
+# Largest answer read (MiB); a longer one is refused as too_large and ends the pass like an
+# outage. A status answer of 200 CIDs is about 630 bytes per CID per peer: 2.5 MiB on 20
+# peers, 6 MiB on 50; 16 holds up to about 130 peers.
+max_body_mb = 16
 
 [pinner]
 # Metadata fetches in flight.
@@ -2138,8 +2153,13 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
             (c.cluster.url.as_str(), c.gateway.url.as_str()),
             ("http://127.0.0.1:1/c", "http://127.0.0.1:2")
         );
-        let bad: [(&str, &str); 7] = [
+        assert_eq!(c.cluster.max_body_mb, 16);
+        let c = load("", &[("NIFTY_CLUSTER_MAX_BODY_MB", "64")]).unwrap();
+        assert_eq!(c.cluster.max_body_mb, 64);
+        let bad: [(&str, &str); 9] = [
             ("[gateway]\nurl = \"ftp://x\"", "gateway.url"),
+            ("[cluster]\nmax_body_mb = 0", "cluster.max_body_mb"),
+            ("[cluster]\nmax_body_mb = 4096", "cluster.max_body_mb"),
             (
                 "[gateway]\nallow_hosts = [\"http://a/b\"]",
                 "gateway.allow_hosts",

@@ -55,6 +55,7 @@ pub fn fetcher(config: &Config) -> anyhow::Result<Fetcher> {
     opts.timeout = Duration::from_millis(g.timeout_ms);
     opts.max_bytes = g.max_bytes as usize;
     opts.allow_hosts = g.allow_hosts.clone();
+    opts.secrets = config.secrets();
     Ok(Fetcher::new(opts)?)
 }
 
@@ -64,12 +65,16 @@ pub fn backend(config: &Config) -> anyhow::Result<Backend> {
     let url = Url::parse(&c.url)
         .map_err(|e| UsageError(format!("config key `cluster.url`: not a URL: {e}")))?;
     let timeout = Duration::from_millis(c.timeout_ms);
+    let max_body = c.max_body_mb.saturating_mul(1 << 20);
+    let secrets = config.secrets();
     let missing = |key: &str| UsageError(format!("config key `{key}` names no secret"));
     Ok(match c.api {
         BackendKind::Cluster => {
             let mut opts = ClusterOptions::new(url);
             opts.timeout = timeout;
             opts.backoff.max_attempts = c.attempts;
+            opts.max_body = max_body;
+            opts.secrets = secrets;
             opts.replication_min = (c.replication_min != 0).then_some(c.replication_min);
             opts.replication_max = (c.replication_max != 0).then_some(c.replication_max);
             opts.auth = match c.auth {
@@ -97,6 +102,8 @@ pub fn backend(config: &Config) -> anyhow::Result<Backend> {
             let mut opts = PsaOptions::new(url, token);
             opts.timeout = timeout;
             opts.backoff.max_attempts = c.attempts;
+            opts.max_body = max_body;
+            opts.secrets = secrets;
             Backend::Psa(PsaClient::new(opts)?)
         }
     })

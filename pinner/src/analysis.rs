@@ -170,21 +170,35 @@ pub enum Verdict {
     Later(FetchError),
 }
 
-/// Analyses one token: plan, fetch, conclude.
+/// Analyses one token: plan, fetch, conclude. The roles it records are the document's own
+/// keys (`properties.<key>...`), data a hostile server chose: they keep their characters
+/// but lose every configured secret ([`nifty_upstream::Secrets::mask_data`]) before they
+/// reach the store and the pin names.
 pub async fn analyse_token(fetcher: &Fetcher, uri: Option<&str>) -> Verdict {
     let (target, root) = match plan(uri) {
-        Plan::Done(a) => return Verdict::Done(a),
+        Plan::Done(a) => return Verdict::Done(masked(a, fetcher)),
         Plan::Fetch { target, root } => (target, root),
     };
     match fetcher.fetch(&target).await {
         Ok(Fetched { media: true, .. }) => Verdict::Done(media(root)),
-        Ok(Fetched { body, .. }) => Verdict::Done(conclude(root, &body)),
+        Ok(Fetched { body, .. }) => Verdict::Done(masked(conclude(root, &body), fetcher)),
         Err(e) if e.gateway_outage => Verdict::Later(e),
         Err(e) => Verdict::Done(Analysis::failed(
             TokenStatus::ContentFetchFailed,
             e.reason.name(),
         )),
     }
+}
+
+/// `a` with the configured secrets masked in its resources' roles.
+fn masked(mut a: Analysis, fetcher: &Fetcher) -> Analysis {
+    let secrets = fetcher.secrets();
+    for r in &mut a.resources {
+        if let std::borrow::Cow::Owned(role) = secrets.mask_data(&r.role) {
+            r.role = role;
+        }
+    }
+    a
 }
 
 #[cfg(test)]

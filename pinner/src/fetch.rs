@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nifty_upstream::{BodyError, Secrets, read_capped};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect;
 use url::{Host, Url};
@@ -51,6 +52,9 @@ pub struct FetchOptions {
     pub resolve: BTreeMap<String, Vec<IpAddr>>,
     /// `User-Agent` sent.
     pub user_agent: String,
+    /// Every secret of the configuration, masked in every error (the fetcher adds the
+    /// key-bearing parts of the gateway URLs).
+    pub secrets: Secrets,
 }
 
 impl FetchOptions {
@@ -64,6 +68,7 @@ impl FetchOptions {
             allow_hosts: vec![],
             resolve: BTreeMap::new(),
             user_agent: concat!("nifty/", env!("CARGO_PKG_VERSION")).to_owned(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -127,7 +132,8 @@ impl FetchReason {
 pub struct FetchError {
     /// The machine-readable reason.
     pub reason: FetchReason,
-    /// What happened, without query strings (which may carry keys).
+    /// What happened, without query strings (which may carry keys), cleaned through the
+    /// fetcher's [`Secrets`] (a key in the gateway URL's path is masked).
     pub detail: String,
     /// Whether the failure was the configured gateway's own (unreachable, rate limiting),
     /// not the token's: the token should be tried again later rather than recorded.
@@ -157,6 +163,8 @@ pub struct Fetcher {
     opts: Arc<FetchOptions>,
     /// The allow list, parsed.
     allow: Arc<Allow>,
+    /// The configured secrets and the gateway URLs' key-bearing parts.
+    secrets: Secrets,
 }
 
 impl fmt::Debug for Fetcher {
@@ -344,43 +352,67 @@ impl Fetcher {
             }))
             .build()
             .map_err(build_error)?;
+        let secrets = opts.secrets.with(
+            [&opts.gateway, &opts.arweave_gateway]
+                .into_iter()
+                .flat_map(|u| nifty_upstream::url_secrets(u.as_str(), false)),
+        );
         Ok(Fetcher {
             gateway,
             web,
             opts: Arc::new(opts),
             allow,
+            secrets,
         })
     }
 
+    /// The secrets masked in this fetcher's errors, for data taken from what it fetched.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     /// The URL a target is fetched from, and whether it goes through a configured gateway.
-    /// `Data` targets are not fetched.
+    /// `Data` targets are not fetched. A gateway URL's query (`?token=KEY`) is kept: some
+    /// gateways take their key there.
     pub fn location(&self, target: &Target) -> Option<(Url, bool)> {
         let under = |base: &Url, parts: &[&str]| {
-            let mut s = base.as_str().trim_end_matches('/').to_owned();
+            let mut path = base.path().trim_end_matches('/').to_owned();
             for p in parts.iter().filter(|p| !p.is_empty()) {
-                s.push('/');
-                s.push_str(p);
+                path.push('/');
+                path.push_str(p);
             }
-            Url::parse(&s).ok()
+            let mut url = base.clone();
+            url.set_fragment(None);
+            url.set_path(&path);
+            url
         };
         match target {
-            Target::Ipfs { cid, path } => {
-                under(&self.opts.gateway, &["ipfs", &cid.to_string(), path]).map(|u| (u, true))
-            }
+            Target::Ipfs { cid, path } => Some((
+                under(&self.opts.gateway, &["ipfs", &cid.to_string(), path]),
+                true,
+            )),
             Target::Ipns { name, path } => {
-                under(&self.opts.gateway, &["ipns", name, path]).map(|u| (u, true))
+                Some((under(&self.opts.gateway, &["ipns", name, path]), true))
             }
             Target::Arweave { id, path } => {
-                under(&self.opts.arweave_gateway, &[id, path]).map(|u| (u, true))
+                Some((under(&self.opts.arweave_gateway, &[id, path]), true))
             }
             Target::Web(url) => Some((url.clone(), false)),
             Target::Data { .. } => None,
         }
     }
 
-    /// Fetches the document a target names.
+    /// Fetches the document a target names. Every error's detail is cleaned here, the one
+    /// way out: it names URLs (a gateway's may hold a key) and quotes the HTTP stack.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn fetch(&self, target: &Target) -> Result<Fetched, FetchError> {
+        self.fetch_raw(target).await.map_err(|mut e| {
+            e.detail = self.secrets.clean(&e.detail);
+            e
+        })
+    }
+
+    async fn fetch_raw(&self, target: &Target) -> Result<Fetched, FetchError> {
         let Some((url, via_gateway)) = self.location(target) else {
             return Err(FetchError {
                 reason: FetchReason::InvalidUrl,
@@ -440,7 +472,7 @@ impl Fetcher {
 
     async fn get(&self, client: &reqwest::Client, url: &Url) -> Result<Fetched, FetchError> {
         let shown = shown(url);
-        let mut resp = client
+        let resp = client
             .get(url.clone())
             .send()
             .await
@@ -472,22 +504,20 @@ impl Fetcher {
                 media,
             });
         }
-        let max = self.opts.max_bytes;
-        let too_large = || FetchError {
-            reason: FetchReason::TooLarge,
-            detail: format!("{shown} is larger than {max} bytes"),
-            gateway_outage: false,
-        };
-        if resp.content_length().is_some_and(|n| n > max as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &shown))? {
-            if body.len() + chunk.len() > max {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        // The same capped read as every other upstream answer: a declared length over the
+        // cap is refused unread, and a body that runs past it (chunked, never ending, or
+        // longer than it declared) is cut there, holding no more than the cap.
+        let max = self.opts.max_bytes as u64;
+        let body = read_capped(resp.content_length(), resp.bytes_stream(), max)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { .. } => FetchError {
+                    reason: FetchReason::TooLarge,
+                    detail: format!("{shown}: {e}"),
+                    gateway_outage: false,
+                },
+                BodyError::Read(e) => classify(&e, &shown),
+            })?;
         Ok(Fetched {
             content_type,
             body,

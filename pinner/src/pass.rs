@@ -537,9 +537,11 @@ fn retry_or_fail(
 }
 
 /// Whether a backend error means the backend is unavailable (stop and keep the work)
-/// rather than that this pin is unacceptable (record it).
+/// rather than that this pin is unacceptable (record it). An answer over the size cap is
+/// the backend's (or its proxy's) fault, not the pin's: the pass stops and the next one
+/// asks again, rather than the pin failing or the request being repeated at once.
 fn is_outage(e: &BackendError) -> bool {
-    e.is_retryable() || matches!(e.status(), Some(401 | 403))
+    e.is_retryable() || e.is_too_large() || matches!(e.status(), Some(401 | 403))
 }
 
 /// Sends the queued pin requests until the `pin` queue is empty, the limits are reached,

@@ -163,31 +163,25 @@ impl Secrets {
     /// when it runs past the cut, and a cut never leaves a readable piece of one.
     pub fn clean_bounded(&self, text: &str, max_chars: usize) -> String {
         // Only so much of a long text can show, but a secret starting just before the cut
-        // must be seen whole: read that much further.
-        let window = max_chars.saturating_add(self.inner.longest_chars);
-        let visible: String = text
-            .chars()
-            .filter(|c| !is_hidden(*c))
-            .take(window)
-            .collect();
-        let masked = self.mask(&visible);
-        let mut out = String::with_capacity(masked.len().min(max_chars.saturating_mul(4)));
-        let mut taken = 0usize;
-        let mut rest = masked.as_str();
-        while taken < max_chars {
-            if let Some(after) = rest.strip_prefix(REDACTED) {
-                out.push_str(REDACTED);
-                rest = after;
-                taken = taken.saturating_add(REDACTED.len());
-                continue;
+        // must be seen whole: read that much further. Masks are shorter than most forms
+        // they replace, so the kept part may reach past the characters read; the window
+        // grows until what is left unshown is longer than anything the window's last
+        // `longest` characters (where a form may have been cut) can have become: no
+        // character becomes more than one whole mask.
+        let longest = self.inner.longest_chars;
+        let margin = longest.saturating_mul(REDACTED.len());
+        let mut window = max_chars.saturating_add(longest);
+        loop {
+            let mut chars = text.chars().filter(|c| !is_hidden(*c));
+            let visible: String = chars.by_ref().take(window).collect();
+            let whole = chars.next().is_none();
+            let masked = self.mask(&visible);
+            let (out, unshown) = keep_chars(&masked, max_chars);
+            if whole || unshown >= margin {
+                return out;
             }
-            let mut chars = rest.chars();
-            let Some(c) = chars.next() else { break };
-            out.push(c);
-            rest = chars.as_str();
-            taken += 1;
+            window = window.saturating_mul(2);
         }
-        out
     }
 
     /// The start of a body as text: [`Secrets::clean_bounded`] of its lossy UTF-8 to
@@ -251,6 +245,28 @@ impl Secrets {
         }
         splice(text, ranges)
     }
+}
+
+/// The first `max_chars` characters of `masked` (a mask counted as its length and never
+/// cut), and how many characters are left after them.
+fn keep_chars(masked: &str, max_chars: usize) -> (String, usize) {
+    let mut out = String::with_capacity(masked.len().min(max_chars.saturating_mul(4)));
+    let mut taken = 0usize;
+    let mut rest = masked;
+    while taken < max_chars {
+        if let Some(after) = rest.strip_prefix(REDACTED) {
+            out.push_str(REDACTED);
+            rest = after;
+            taken = taken.saturating_add(REDACTED.len());
+            continue;
+        }
+        let mut chars = rest.chars();
+        let Some(c) = chars.next() else { break };
+        out.push(c);
+        rest = chars.as_str();
+        taken += 1;
+    }
+    (out, rest.chars().count())
 }
 
 /// `text` with each byte range of `ranges` (on char boundaries, in any order, overlapping
@@ -514,6 +530,24 @@ mod tests {
         assert_eq!(s.clean_bounded(&text, 5), REDACTED);
         assert_eq!(s.clean_bounded("abcdef", 3), "abc");
         assert_eq!(s.snippet(&[0xff, b'o', b'k']), "ok");
+    }
+
+    #[test]
+    fn a_bound_after_many_masks_never_shows_an_unmasked_secret() {
+        use base64::engine::general_purpose::STANDARD;
+        // Masks are shorter than the forms they replace, so the kept part of a text full
+        // of secrets reaches further into it than the characters first looked at.
+        let s = set();
+        let mut text: Vec<String> = (0..8).map(|_| STANDARD.encode(KEY)).collect();
+        text.push(STANDARD.encode(format!("Bearer {KEY}")));
+        text.push(KEY.to_owned());
+        let text = text.join(" | ");
+        for max in [150, 200, 300] {
+            let out = s.clean_bounded(&text, max);
+            for piece in ["VERYSECR", "1234567890", "LTEyMzQ1Njc4OTBh", "WVNFQ1JFVC0x"] {
+                assert!(!out.contains(piece), "{max}: {piece} in {out:?}");
+            }
+        }
     }
 
     #[test]

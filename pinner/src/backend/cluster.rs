@@ -4,18 +4,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use base64::Engine as _;
 use cid::Cid;
 use nifty_scraper::graph::client::redact_url;
 use nifty_scraper::retry::Backoff;
+use nifty_upstream::Secrets;
 use reqwest::header::HeaderValue;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{debug, instrument};
 
-use super::wire::Wire;
-use super::{BackendError, DEFAULT_TIMEOUT, PinMeta, RemoteState, RemoteStatus};
+use super::wire::{Wire, serde_words};
+use super::{
+    BackendError, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, PinMeta, RemoteState, RemoteStatus,
+};
 
 /// The backend's name in messages, logs and records.
 pub(crate) const NAME: &str = "cluster";
@@ -28,6 +30,9 @@ pub const DEFAULT_STATUS_CHUNK: usize = 200;
 /// Longest peer error text kept in [`RemoteState::Failed`]; a cluster of many peers failing
 /// alike would otherwise repeat one message per peer.
 const MAX_FAILURE_CHARS: usize = 500;
+
+/// How much of a status line that is not a GlobalPinInfo is quoted in the error.
+const QUOTED_LINE_CHARS: usize = 120;
 
 /// How requests authenticate.
 #[derive(Clone, Default)]
@@ -78,11 +83,16 @@ pub struct ClusterOptions {
     pub status_chunk: usize,
     /// Retry policy for retryable failures.
     pub backoff: Backoff,
+    /// Largest answer read, in bytes; a longer one is [`BackendError::TooLarge`].
+    pub max_body: u64,
+    /// Every secret of the configuration, masked in all server text kept (the client adds
+    /// its own credentials and URL parts).
+    pub secrets: Secrets,
 }
 
 impl ClusterOptions {
-    /// Options for `url` with no auth, the cluster's replication defaults, and the default
-    /// timeout, chunk and backoff.
+    /// Options for `url` with no auth, the cluster's replication defaults, the default
+    /// timeout, chunk, backoff and answer cap, and no secrets but the client's own.
     pub fn new(url: Url) -> Self {
         ClusterOptions {
             url,
@@ -92,6 +102,8 @@ impl ClusterOptions {
             timeout: DEFAULT_TIMEOUT,
             status_chunk: DEFAULT_STATUS_CHUNK,
             backoff: Backoff::default(),
+            max_body: DEFAULT_MAX_BODY_BYTES,
+            secrets: Secrets::default(),
         }
     }
 }
@@ -106,6 +118,8 @@ impl std::fmt::Debug for ClusterOptions {
             .field("timeout", &self.timeout)
             .field("status_chunk", &self.status_chunk)
             .field("backoff", &self.backoff)
+            .field("max_body", &self.max_body)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -175,8 +189,9 @@ struct PeerPin {
 /// Folds the peers' statuses into one state: any peer pinned → Pinned; else any pinning →
 /// Pinning; else any queued → Queued; else any error (or `unexpectedly_unpinned`, a pin
 /// the cluster wants but the peer lost, which recover repairs) → Failed with the peers'
-/// error text; else (unpinned, remote, unpinning, undefined, no peers) → Unpinned.
-fn fold_peer_map(peers: &BTreeMap<String, PeerPin>) -> RemoteState {
+/// error text, cleaned (peer names, ids and errors are server text, and the pin record
+/// keeps it); else (unpinned, remote, unpinning, undefined, no peers) → Unpinned.
+fn fold_peer_map(peers: &BTreeMap<String, PeerPin>, secrets: &Secrets) -> RemoteState {
     let any = |names: &[&str]| peers.values().any(|p| names.contains(&p.status.as_str()));
     if any(&["pinned"]) {
         return RemoteState::Pinned;
@@ -214,11 +229,9 @@ fn fold_peer_map(peers: &BTreeMap<String, PeerPin>) -> RemoteState {
     if failures.is_empty() {
         return RemoteState::Unpinned;
     }
-    let mut error = failures.join("; ");
-    if error.chars().count() > MAX_FAILURE_CHARS {
-        error = error.chars().take(MAX_FAILURE_CHARS).collect::<String>() + "…";
+    RemoteState::Failed {
+        error: super::clean_capped(secrets, &failures.join("; "), MAX_FAILURE_CHARS),
     }
-    RemoteState::Failed { error }
 }
 
 impl ClusterClient {
@@ -232,21 +245,24 @@ impl ClusterClient {
         if opts.status_chunk == 0 {
             return Err(invalid("status_chunk must be at least 1"));
         }
-        let mut secrets = Vec::new();
+        // The credentials are masked whatever the caller's set holds; `Secrets` finds the
+        // password inside the base64 of `user:password` too.
+        let mut own: Vec<String> = Vec::new();
         let auth = match &opts.auth {
             Auth::None => None,
             Auth::Basic { user, password } => {
+                use base64::Engine as _;
                 let pair = format!("{user}:{}", password.expose_secret());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(&pair);
-                secrets.push(password.clone());
-                secrets.push(SecretString::from(encoded.clone()));
+                own.push(password.expose_secret().to_owned());
+                own.push(pair);
                 Some(
                     header(&format!("Basic {encoded}"))
                         .ok_or_else(|| invalid("the basic auth credentials cannot be a header"))?,
                 )
             }
             Auth::Bearer(token) => {
-                secrets.push(token.clone());
+                own.push(token.expose_secret().to_owned());
                 Some(
                     header(&format!("Bearer {}", token.expose_secret())).ok_or_else(|| {
                         invalid("the bearer token has characters a header cannot hold")
@@ -254,8 +270,17 @@ impl ClusterClient {
                 )
             }
         };
+        let secrets = opts.secrets.with(own);
         Ok(ClusterClient {
-            wire: Wire::new(NAME, &opts.url, opts.timeout, opts.backoff, auth, secrets)?,
+            wire: Wire::new(
+                NAME,
+                &opts.url,
+                opts.timeout,
+                opts.backoff,
+                auth,
+                &secrets,
+                opts.max_body,
+            )?,
             replication_min: opts.replication_min,
             replication_max: opts.replication_max,
             status_chunk: opts.status_chunk,
@@ -294,18 +319,19 @@ impl ClusterClient {
         let url = &self.wire.url(&["pins", &text], &query);
         self.wire
             .retrying("pin", || async move {
-                let reply = self
+                let body = self
                     .wire
                     .send(self.wire.request(Method::POST, url.clone()))
                     .await?;
                 // Only the shape is checked: a proxy's HTML page with a 200 is not a pin.
-                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&reply.body)
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
                     .map_err(|e| {
-                    self.wire.decode(format!(
-                        "pin answer is not a Pin object: {e} ({})",
-                        self.wire.snippet(&reply.body)
-                    ))
-                })?;
+                        self.wire.decode(&format!(
+                            "pin answer is not a Pin object: {} ({})",
+                            serde_words(&e),
+                            self.wire.snippet(&body)
+                        ))
+                    })?;
                 Ok(())
             })
             .await?;
@@ -345,9 +371,10 @@ impl ClusterClient {
         Ok(super::answer_each(cids, &found))
     }
 
-    /// One status request: `GET /pins?cids=…`. 204 is an empty answer; an `X-Stream-Error`
-    /// makes the whole answer an error, because the cluster stops a stream on errors and
-    /// the lines before it would pass CIDs it never reported as unpinned.
+    /// One status request: `GET /pins?cids=…`, its NDJSON lines parsed as they arrive. 204
+    /// is an empty answer; an `X-Stream-Error` makes the whole answer an error, because the
+    /// cluster stops a stream on errors and the lines before it would pass CIDs it never
+    /// reported as unpinned.
     async fn status_once(&self, chunk: &[Cid]) -> Result<Vec<(Cid, RemoteState)>, BackendError> {
         let list = chunk
             .iter()
@@ -360,7 +387,21 @@ impl ClusterClient {
             .wire
             .request(Method::GET, url)
             .header(reqwest::header::TE, "trailers");
-        let reply = self.wire.send(request).await?;
+        let mut answers = Vec::new();
+        let mut number = 0usize;
+        let secrets = self.wire.secrets();
+        let reply = self
+            .wire
+            .send_lines(request, |line| {
+                number += 1;
+                match parse_line(line, secrets) {
+                    Ok(Some(answer)) => answers.push(answer),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.wire.decode(&format!("line {number}: {e}"))),
+                }
+                Ok(())
+            })
+            .await?;
         // The cluster announces the trailer in a header and fills it after the stream; a
         // proxy may flatten it into a header. Either way a non-empty value is an error.
         let stream_errors: Vec<String> = reply
@@ -377,10 +418,13 @@ impl ClusterClient {
                 message: self.wire.snippet(stream_errors.join("; ").as_bytes()),
             });
         }
-        if reply.status == StatusCode::NO_CONTENT {
-            return Ok(Vec::new());
-        }
-        parse_ndjson(&reply.body).map_err(|e| self.wire.decode(e))
+        // A 204 has no lines, so it is the empty answer it means.
+        debug!(
+            status = reply.status.as_u16(),
+            lines = number,
+            "status answer read"
+        );
+        Ok(answers)
     }
 
     /// `POST /pins/{cid}/recover`: the cluster retries the pin on the peers where it
@@ -392,20 +436,20 @@ impl ClusterClient {
         let state = self
             .wire
             .retrying("recover", || async move {
-                let reply = self
+                let body = self
                     .wire
                     .send(self.wire.request(Method::POST, url.clone()))
                     .await?;
-                let info: GlobalPinInfo = serde_json::from_slice(&reply.body).map_err(|e| {
-                    self.wire.decode(format!(
-                        "recover answer is not a GlobalPinInfo: {e} ({})",
-                        self.wire.snippet(&reply.body)
+                let info: GlobalPinInfo = serde_json::from_slice(&body).map_err(|e| {
+                    self.wire.decode(&format!(
+                        "recover answer is not a GlobalPinInfo: {} ({})",
+                        serde_words(&e),
+                        self.wire.snippet(&body)
                     ))
                 })?;
-                Ok(info
-                    .peer_map
-                    .as_ref()
-                    .map_or(RemoteState::Unpinned, fold_peer_map))
+                Ok(info.peer_map.as_ref().map_or(RemoteState::Unpinned, |p| {
+                    fold_peer_map(p, self.wire.secrets())
+                }))
             })
             .await?;
         Ok(RemoteStatus { cid: *cid, state })
@@ -419,30 +463,30 @@ fn header(value: &str) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// Parses an NDJSON status answer (the pure half of a status request).
-fn parse_ndjson(body: &[u8]) -> Result<Vec<(Cid, RemoteState)>, String> {
-    let mut out = Vec::new();
-    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let info: GlobalPinInfo = serde_json::from_slice(line).map_err(|e| {
-            let start: String = String::from_utf8_lossy(line).chars().take(120).collect();
-            format!("line {}: not a GlobalPinInfo: {e} ({start})", n + 1)
-        })?;
-        let text = match &info.cid {
-            WireCid::Text(t) => t,
-            WireCid::Link { link } => link,
-        };
-        let cid = Cid::try_from(text.as_str())
-            .map_err(|e| format!("line {}: bad CID {text:?}: {e}", n + 1))?;
-        let state = info
-            .peer_map
-            .as_ref()
-            .map_or(RemoteState::Unpinned, fold_peer_map);
-        out.push((cid, state));
+/// Parses one line of an NDJSON status answer (the pure half of a status request): `None`
+/// for a blank line. The error quotes the start of the line, cleaned, and serde's words
+/// without the values they quote ([`serde_words`]).
+fn parse_line(line: &[u8], secrets: &Secrets) -> Result<Option<(Cid, RemoteState)>, String> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
-    Ok(out)
+    let info: GlobalPinInfo = serde_json::from_slice(line).map_err(|e| {
+        let start = secrets.clean_bounded(&String::from_utf8_lossy(line), QUOTED_LINE_CHARS);
+        format!("not a GlobalPinInfo: {} ({start})", serde_words(&e))
+    })?;
+    let text = match &info.cid {
+        WireCid::Text(t) => t,
+        WireCid::Link { link } => link,
+    };
+    let cid = Cid::try_from(text.as_str()).map_err(|e| {
+        let shown = secrets.clean_bounded(text, QUOTED_LINE_CHARS);
+        format!("bad CID \"{shown}\": {e}")
+    })?;
+    let state = info
+        .peer_map
+        .as_ref()
+        .map_or(RemoteState::Unpinned, |p| fold_peer_map(p, secrets));
+    Ok(Some((cid, state)))
 }
 
 #[cfg(test)]
@@ -505,7 +549,11 @@ mod tests {
             (&[], Unpinned),
         ];
         for (list, want) in cases {
-            assert_eq!(fold_peer_map(&peers(list)), want, "{list:?}");
+            assert_eq!(
+                fold_peer_map(&peers(list), &Secrets::default()),
+                want,
+                "{list:?}"
+            );
         }
     }
 
@@ -514,7 +562,7 @@ mod tests {
         let long = "x".repeat(400);
         let list: Vec<(&str, &str, &str)> =
             vec![("a", "pin_error", &long), ("b", "pin_error", &long)];
-        match fold_peer_map(&peers(&list)) {
+        match fold_peer_map(&peers(&list), &Secrets::default()) {
             RemoteState::Failed { error } => {
                 assert_eq!(error.chars().count(), MAX_FAILURE_CHARS + 1)
             }
@@ -524,35 +572,56 @@ mod tests {
 
     #[test]
     fn ndjson_lines_parse_with_unknown_fields_and_link_cids() {
-        let body = concat!(
+        let none = Secrets::default();
+        let pinned = concat!(
             r#"{"cid":"bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy","name":"n","#,
             r#""allocations":[],"peer_map":{"12D3a":{"peername":"p","status":"pinned","#,
             r#""timestamp":"2024-01-01T00:00:00Z","error":"","attempt_count":0,"new":1}}}"#,
-            "\n\n",
-            r#"{"cid":{"/":"QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB"},"peer_map":null}"#,
-            "\n"
         );
-        let got = parse_ndjson(body.as_bytes()).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].1, RemoteState::Pinned);
-        assert_eq!(got[1].1, RemoteState::Unpinned);
+        let (_, state) = parse_line(pinned.as_bytes(), &none).unwrap().unwrap();
+        assert_eq!(state, RemoteState::Pinned);
+        let link =
+            r#"{"cid":{"/":"QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB"},"peer_map":null}"#;
+        let (cid, state) = parse_line(link.as_bytes(), &none).unwrap().unwrap();
+        assert_eq!(state, RemoteState::Unpinned);
         assert_eq!(
-            got[1].0.to_string(),
+            cid.to_string(),
             "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB"
         );
-        assert!(parse_ndjson(b"").unwrap().is_empty());
+        assert!(parse_line(b"", &none).unwrap().is_none());
+        assert!(parse_line(b" \r", &none).unwrap().is_none());
         let bad = [
             &b"{\"cid\":\"not-a-cid\",\"peer_map\":{}}"[..],
             b"<html>",
             b"{\"peer_map\":{}}",
         ];
-        for body in bad {
+        for line in bad {
             assert!(
-                parse_ndjson(body).is_err(),
+                parse_line(line, &none).is_err(),
                 "{}",
-                String::from_utf8_lossy(body)
+                String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn server_text_in_status_lines_is_cleaned_before_it_is_kept() {
+        let secrets = Secrets::new(["peer-secret-0123456789"]);
+        let line = concat!(
+            r#"{"cid":"bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy","#,
+            r#""peer_map":{"12D3a":{"peername":"p\u202e\nforged","status":"pin_error","#,
+            r#""error":"key peer-secret\n-0123456789"}}}"#,
+        );
+        let (_, state) = parse_line(line.as_bytes(), &secrets).unwrap().unwrap();
+        assert_eq!(
+            state,
+            RemoteState::Failed {
+                error: "pforged: key <redacted>".into()
+            }
+        );
+        let bad = "{\"cid\":\"peer-secret-0123456789\",\"peer_map\":{}}";
+        let e = parse_line(bad.as_bytes(), &secrets).unwrap_err();
+        assert!(!e.contains("0123456789"), "{e}");
     }
 
     #[test]

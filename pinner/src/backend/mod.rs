@@ -27,6 +27,15 @@ pub use psa::{MAX_CIDS_PER_LIST, PsaClient, PsaOptions};
 /// 30 s leaves room for that without letting a hung peer stall a pin run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest answer read from the backend unless configured otherwise (`cluster.max_body_mb`).
+/// The largest real answer is a cluster status chunk: about 630 bytes per CID per peer
+/// (peer id, name, four addresses, status, timestamp, error; measured on cluster 1.x's
+/// JSON), so the default chunk of 200 CIDs is 2.5 MiB on a 20-peer cluster and 6 MiB on 50
+/// peers. A PSA listing (at most 1,000 PinStatus objects of about 500 bytes) is under
+/// 1 MiB. 16 MiB holds the status of about 130 peers and bounds what a hostile server can
+/// make one request hold.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What a pin is for: its name and its meta tags, so an operator looking at the backend
 /// can tell which token and role (`metadata`, `image`, ...) a pin serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -98,8 +107,9 @@ pub struct RemoteStatus {
     pub state: RemoteState,
 }
 
-/// Everything that can go wrong talking to a pinning backend. Server text kept here has
-/// had the configured secrets replaced by `<redacted>`, and no variant holds a URL.
+/// Everything that can go wrong talking to a pinning backend. Server text kept here went
+/// through [`nifty_upstream::Secrets::clean`] (hidden characters dropped, every configured
+/// secret masked), and no variant holds a URL.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The backend answered with an HTTP error status.
@@ -157,6 +167,17 @@ pub enum BackendError {
         detail: String,
     },
 
+    /// The answer was larger than the cap (`cluster.max_body_mb`): reading stopped there,
+    /// so a hostile or broken server cannot fill memory. Not retried within one request's
+    /// attempts (see [`BackendError::is_retryable`]).
+    #[error("{backend} sent too large an answer: {detail}")]
+    TooLarge {
+        /// Which backend.
+        backend: &'static str,
+        /// The sizes: the cap, and the declared length when the server declared one.
+        detail: String,
+    },
+
     /// The cluster reported a failure in the `X-Stream-Error` trailer or header of a
     /// streamed answer: the lines before it may be partial, so none of them are used.
     #[error("{backend} reported an error while streaming the answer: {message}")]
@@ -190,9 +211,12 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// True when the same request may succeed if tried again later: 408, 429 and 5xx
+    /// True when the same request may succeed if tried again at once: 408, 429 and 5xx
     /// answers, timeouts, connection failures and stream errors. A 4xx (bad token, bad
-    /// CID), an unreadable body or a bad configuration will not clear by itself.
+    /// CID), an unreadable body or a bad configuration will not clear by itself. Nor will
+    /// an answer over the cap within a request's few seconds of backoff: asking again would
+    /// only download it again, `attempts` times over. The passes stop on it instead, as on
+    /// an outage ([`BackendError::is_too_large`]), and the next pass asks again.
     pub fn is_retryable(&self) -> bool {
         match self {
             BackendError::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
@@ -201,12 +225,21 @@ impl BackendError {
             | BackendError::Transport { .. }
             | BackendError::Stream { .. } => true,
             BackendError::Exhausted { last, .. } => last.is_retryable(),
-            BackendError::Decode { .. } | BackendError::Invalid { .. } => false,
+            BackendError::Decode { .. }
+            | BackendError::Invalid { .. }
+            | BackendError::TooLarge { .. } => false,
         }
     }
 
+    /// True when the answer was over the cap: the backend (or a proxy before it)
+    /// misbehaves, whatever was asked, so it says nothing about the pin.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, BackendError::TooLarge { .. })
+    }
+
     /// A short machine-readable reason for pin records and counters: `http_<status>`,
-    /// `timeout`, `connect`, `transport`, `decode`, `stream_error` or `invalid`. Retries
+    /// `timeout`, `connect`, `transport`, `decode`, `too_large`, `stream_error` or
+    /// `invalid`. Retries
     /// that ran out report the last failure's reason.
     pub fn reason(&self) -> String {
         match self {
@@ -215,6 +248,7 @@ impl BackendError {
             BackendError::Connect { .. } => "connect".into(),
             BackendError::Transport { .. } => "transport".into(),
             BackendError::Decode { .. } => "decode".into(),
+            BackendError::TooLarge { .. } => nifty_upstream::BodyError::<()>::TOO_LARGE.into(),
             BackendError::Stream { .. } => "stream_error".into(),
             BackendError::Exhausted { last, .. } => last.reason(),
             BackendError::Invalid { .. } => "invalid".into(),
@@ -293,6 +327,17 @@ impl Backend {
             Backend::Cluster(c) => c.endpoint(),
             Backend::Psa(c) => c.endpoint(),
         }
+    }
+}
+
+/// `text` cleaned and cut to `max_chars`, with `…` when something was cut. Cleaning comes
+/// before the cut, so a cut never leaves a piece of a secret readable.
+fn clean_capped(secrets: &nifty_upstream::Secrets, text: &str, max_chars: usize) -> String {
+    let kept = secrets.clean_bounded(text, max_chars);
+    if secrets.clean_bounded(text, max_chars.saturating_add(1)) == kept {
+        kept
+    } else {
+        kept + "…"
     }
 }
 
@@ -396,6 +441,14 @@ mod tests {
                     detail: d(),
                 },
                 "invalid",
+                false,
+            ),
+            (
+                BackendError::TooLarge {
+                    backend: b,
+                    detail: d(),
+                },
+                "too_large",
                 false,
             ),
             (

@@ -7,14 +7,17 @@ use std::time::Duration;
 use cid::Cid;
 use nifty_scraper::graph::client::redact_url;
 use nifty_scraper::retry::Backoff;
+use nifty_upstream::Secrets;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tracing::{instrument, warn};
 
-use super::wire::Wire;
-use super::{BackendError, DEFAULT_TIMEOUT, PinMeta, RemoteState, RemoteStatus};
+use super::wire::{Wire, serde_words};
+use super::{
+    BackendError, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, PinMeta, RemoteState, RemoteStatus,
+};
 
 /// The backend's name in messages, logs and records.
 pub(crate) const NAME: &str = "psa";
@@ -40,6 +43,10 @@ const MAX_NAME_CHARS: usize = 255;
 /// Longest failure text kept in [`RemoteState::Failed`].
 const MAX_FAILURE_CHARS: usize = 500;
 
+/// How much of a value the service sent is quoted in an error or a log line (a CID, a
+/// status word).
+const QUOTED_CHARS: usize = 120;
+
 /// Where and how to reach a pinning service.
 #[derive(Clone)]
 pub struct PsaOptions {
@@ -52,16 +59,24 @@ pub struct PsaOptions {
     pub timeout: Duration,
     /// Retry policy for retryable failures.
     pub backoff: Backoff,
+    /// Largest answer read, in bytes; a longer one is [`BackendError::TooLarge`].
+    pub max_body: u64,
+    /// Every secret of the configuration, masked in all server text kept (the client adds
+    /// its token and URL parts).
+    pub secrets: Secrets,
 }
 
 impl PsaOptions {
-    /// Options for `url` and `token` with the default timeout and backoff.
+    /// Options for `url` and `token` with the default timeout, backoff and answer cap, and
+    /// no secrets but the client's own.
     pub fn new(url: Url, token: SecretString) -> Self {
         PsaOptions {
             url,
             token,
             timeout: DEFAULT_TIMEOUT,
             backoff: Backoff::default(),
+            max_body: DEFAULT_MAX_BODY_BYTES,
+            secrets: Secrets::default(),
         }
     }
 }
@@ -73,6 +88,8 @@ impl std::fmt::Debug for PsaOptions {
             .field("token", &"<redacted>")
             .field("timeout", &self.timeout)
             .field("backoff", &self.backoff)
+            .field("max_body", &self.max_body)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -140,8 +157,9 @@ struct PinResults {
     results: Vec<PinStatus>,
 }
 
-/// What a PinStatus says, or `None` for a status the spec does not define.
-fn state_of(ps: &PinStatus) -> Option<RemoteState> {
+/// What a PinStatus says, or `None` for a status the spec does not define. A failure's
+/// details and request id are the service's text, kept in the pin record: cleaned.
+fn state_of(ps: &PinStatus, secrets: &Secrets) -> Option<RemoteState> {
     Some(match ps.status.as_str() {
         "queued" => RemoteState::Queued,
         "pinning" => RemoteState::Pinning,
@@ -154,15 +172,14 @@ fn state_of(ps: &PinStatus) -> Option<RemoteState> {
                 .and_then(serde_json::Value::as_str)
                 .filter(|d| !d.is_empty())
                 .unwrap_or("the pinning service reports the pin failed");
-            let mut error = if ps.requestid.is_empty() {
+            let error = if ps.requestid.is_empty() {
                 details.to_owned()
             } else {
                 format!("{details} (request {})", ps.requestid)
             };
-            if error.chars().count() > MAX_FAILURE_CHARS {
-                error = error.chars().take(MAX_FAILURE_CHARS).collect::<String>() + "…";
+            RemoteState::Failed {
+                error: super::clean_capped(secrets, &error, MAX_FAILURE_CHARS),
             }
-            RemoteState::Failed { error }
         }
         _ => return None,
     })
@@ -178,13 +195,15 @@ impl PsaClient {
                 detail: "the access token has characters a header cannot hold".into(),
             })?;
         auth.set_sensitive(true);
+        let secrets = opts.secrets.with([opts.token.expose_secret()]);
         let wire = Wire::new(
             NAME,
             &opts.url,
             opts.timeout,
             opts.backoff,
             Some(auth),
-            vec![opts.token],
+            &secrets,
+            opts.max_body,
         )?;
         Ok(PsaClient { wire })
     }
@@ -225,18 +244,19 @@ impl PsaClient {
             .wire
             .retrying(op, || async move {
                 let req = self.wire.request(Method::POST, url.clone()).json(body);
-                let reply = self.wire.send(req).await?;
-                serde_json::from_slice(&reply.body).map_err(|e| {
-                    self.wire.decode(format!(
-                        "pin answer is not a PinStatus: {e} ({})",
-                        self.wire.snippet(&reply.body)
+                let body = self.wire.send(req).await?;
+                serde_json::from_slice(&body).map_err(|e| {
+                    self.wire.decode(&format!(
+                        "pin answer is not a PinStatus: {} ({})",
+                        serde_words(&e),
+                        self.wire.snippet(&body)
                     ))
                 })
             })
             .await?;
-        let state = state_of(&status).unwrap_or_else(|| {
+        let state = state_of(&status, self.wire.secrets()).unwrap_or_else(|| {
             // The service accepted the request (2xx); only its word for the state is new.
-            warn!(status = %status.status, "unknown pin status from the pinning service");
+            warn!(status = %self.quoted(&status.status), "unknown pin status from the pinning service");
             RemoteState::Queued
         });
         Ok(RemoteStatus { cid: *cid, state })
@@ -265,11 +285,13 @@ impl PsaClient {
                     .await?;
                 for ps in &res.results {
                     let cid = Cid::try_from(ps.pin.cid.as_str()).map_err(|e| {
-                        self.wire
-                            .decode(format!("bad CID {:?} in a PinStatus: {e}", ps.pin.cid))
+                        self.wire.decode(&format!(
+                            "bad CID \"{}\" in a PinStatus: {e}",
+                            self.quoted(&ps.pin.cid)
+                        ))
                     })?;
-                    let Some(state) = state_of(ps) else {
-                        warn!(status = %ps.status, "unknown pin status from the pinning service");
+                    let Some(state) = state_of(ps, self.wire.secrets()) else {
+                        warn!(status = %self.quoted(&ps.status), "unknown pin status from the pinning service");
                         continue;
                     };
                     let key = super::content_key(&cid);
@@ -316,13 +338,19 @@ impl PsaClient {
             query.push(("before", b));
         }
         let url = self.wire.url(&["pins"], &query);
-        let reply = self.wire.send(self.wire.request(Method::GET, url)).await?;
-        serde_json::from_slice(&reply.body).map_err(|e| {
-            self.wire.decode(format!(
-                "listing is not PinResults: {e} ({})",
-                self.wire.snippet(&reply.body)
+        let body = self.wire.send(self.wire.request(Method::GET, url)).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            self.wire.decode(&format!(
+                "listing is not PinResults: {} ({})",
+                serde_words(&e),
+                self.wire.snippet(&body)
             ))
         })
+    }
+
+    /// A value the service sent, cleaned and cut for an error or a log line.
+    fn quoted(&self, value: &str) -> String {
+        self.wire.secrets().clean_bounded(value, QUOTED_CHARS)
     }
 
     /// Asks again for a failed pin. The spec has no recover: a failed request stays failed
@@ -378,11 +406,21 @@ mod tests {
         for (list, want) in cases {
             let got = list
                 .iter()
-                .filter_map(state_of)
+                .filter_map(|p| state_of(p, &Secrets::default()))
                 .fold(Unpinned, RemoteState::best);
             assert_eq!(got, want);
         }
-        assert_eq!(state_of(&ps("expired", None)), None);
+        assert_eq!(state_of(&ps("expired", None), &Secrets::default()), None);
+        // The service's words are kept cleaned.
+        let secrets = Secrets::new(["psa-secret-0123456789"]);
+        let mut echo = ps("failed", Some("denied: psa-secret\n-0123456789\u{1b}[31m"));
+        echo.requestid = "psa-secret-0123456789".into();
+        assert_eq!(
+            state_of(&echo, &secrets),
+            Some(Failed {
+                error: "denied: <redacted>[31m (request <redacted>)".into()
+            })
+        );
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! What both backends share on the wire: an HTTP client, endpoints built on a base URL,
-//! failure classification, retries with backoff, and secrets scrubbed from server text.
+//! answers read with a cap, failure classification, retries with backoff, and server text
+//! made safe through [`Secrets`] before it reaches an error or a log.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nifty_scraper::graph::client::{MAX_RETRY_AFTER, redact_url};
 use nifty_scraper::retry::Backoff;
+use nifty_upstream::{BodyError, Secrets, read_capped};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, RequestBuilder, StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tracing::warn;
 
 use super::BackendError;
@@ -25,30 +25,22 @@ const QUERY_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b',');
 
-/// The largest response body read. A status chunk of 200 CIDs on a 20-peer cluster is
-/// about 1.5 MB of NDJSON; anything far beyond that is not an answer to our question.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Most of an error answer's body read: its start is all a message keeps, and a proxy's
+/// error page is a few KiB. A longer body is cut here, not refused: the status says what
+/// went wrong, and a 503 stays a 503 (retried) whatever page came with it.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
 
-/// How much of a server's error text is kept for the operator.
-const SNIPPET_CHARS: usize = 300;
-
-/// Secrets shorter than this are not scrubbed: replacing every `a` in a message would
-/// only make it unreadable, and such a secret protects nothing anyway.
-const MIN_SCRUBBED_SECRET: usize = 4;
-
-/// A successful answer, read whole.
-pub(crate) struct Reply {
+/// A successful streamed answer, its body already handed out line by line.
+pub(crate) struct Streamed {
     /// The status (2xx).
     pub status: StatusCode,
     /// The headers.
     pub headers: HeaderMap,
     /// The trailers sent after the body (IPFS Cluster's `X-Stream-Error`), if any.
     pub trailers: HeaderMap,
-    /// The body.
-    pub body: Vec<u8>,
 }
 
-/// One backend's connection: where, how to authenticate, how to retry.
+/// One backend's connection: where, how to authenticate, how to retry, how much to read.
 #[derive(Clone)]
 pub(crate) struct Wire {
     /// `cluster` or `psa`, for messages.
@@ -63,19 +55,25 @@ pub(crate) struct Wire {
     auth: Option<HeaderValue>,
     /// Retry policy.
     backoff: Backoff,
-    /// Everything secret (tokens, passwords, URL user info), scrubbed from server text.
-    secrets: Arc<Vec<SecretString>>,
+    /// Every configured secret, this backend's credentials and URL parts among them:
+    /// masked in all server text kept.
+    secrets: Secrets,
+    /// Largest answer read, in bytes.
+    max_body: u64,
 }
 
 impl Wire {
-    /// Checks the URL and builds the client. Errors never echo the URL or a secret.
+    /// Checks the URL and builds the client. `secrets` must hold the credentials `auth`
+    /// carries; the URL's own secret parts are added here. Errors never echo the URL or a
+    /// secret.
     pub fn new(
         backend: &'static str,
         url: &Url,
         timeout: Duration,
         backoff: Backoff,
         auth: Option<HeaderValue>,
-        mut secrets: Vec<SecretString>,
+        secrets: &Secrets,
+        max_body: u64,
     ) -> Result<Self, BackendError> {
         let invalid = |detail: String| BackendError::Invalid { backend, detail };
         if !matches!(url.scheme(), "http" | "https") {
@@ -90,19 +88,15 @@ impl Wire {
         if timeout.is_zero() {
             return Err(invalid("the timeout must be longer than zero".into()));
         }
+        if max_body == 0 {
+            return Err(invalid("the answer size cap must be more than zero".into()));
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("nifty/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| invalid(format!("cannot build HTTP client: {}", e.without_url())))?;
-        secrets.extend(url.password().map(|p| SecretString::from(p.to_owned())));
-        if !url.username().is_empty() {
-            secrets.push(SecretString::from(url.username().to_owned()));
-        }
-        if let Some(q) = url.query().filter(|q| !q.is_empty()) {
-            secrets.push(SecretString::from(q.to_owned()));
-        }
         Ok(Wire {
             backend,
             http,
@@ -110,13 +104,19 @@ impl Wire {
             shown: redact_url(url.as_str()),
             auth,
             backoff,
-            secrets: Arc::new(secrets),
+            secrets: secrets.with(nifty_upstream::url_secrets(url.as_str(), false)),
+            max_body,
         })
     }
 
     /// The endpoint, safe to print.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// The secrets masked in server text.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The URL of `segments` below the base path, with `query` percent-encoded after any
@@ -134,18 +134,36 @@ impl Wire {
         }
     }
 
-    /// Sends one request and reads the whole answer; a non-success status becomes
-    /// [`BackendError::Http`] with the server's own words.
-    pub async fn send(&self, req: RequestBuilder) -> Result<Reply, BackendError> {
-        let resp = req.send().await.map_err(|e| self.transport(e))?;
+    /// Sends one request and reads the whole body of the answer, at most the cap of it; a
+    /// non-success status becomes [`BackendError::Http`] with the server's own words, an
+    /// answer over the cap [`BackendError::TooLarge`].
+    pub async fn send(&self, req: RequestBuilder) -> Result<Vec<u8>, BackendError> {
+        let resp = self.exchange(req).await?;
+        read_capped(resp.content_length(), resp.bytes_stream(), self.max_body)
+            .await
+            .map_err(|e| self.body_error(e))
+    }
+
+    /// Sends one request and hands each line of the answer's body to `line` as it
+    /// arrives (the cluster's NDJSON status stream), reading frame by frame so that the
+    /// trailers a stream ends with are kept. Only the line being read is held; the cap
+    /// counts every byte of the body, so a line can be no longer than the cap either, and
+    /// a stream that never ends is cut there. `line` failing stops the reading.
+    pub async fn send_lines(
+        &self,
+        req: RequestBuilder,
+        mut line: impl FnMut(&[u8]) -> Result<(), BackendError>,
+    ) -> Result<Streamed, BackendError> {
+        let resp = self.exchange(req).await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        // Read frame by frame rather than chunk by chunk: trailers arrive as a last frame,
-        // which the chunk API drops.
+        if let Some(declared) = resp.content_length().filter(|n| *n > self.max_body) {
+            return Err(self.too_large(self.max_body, Some(declared)));
+        }
         let mut frames = reqwest::Body::from(resp);
-        let mut body = Vec::new();
         let mut trailers = HeaderMap::new();
-        let mut truncated = false;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut read = 0u64;
         loop {
             let next = std::future::poll_fn(|cx| {
                 http_body::Body::poll_frame(std::pin::Pin::new(&mut frames), cx)
@@ -155,33 +173,64 @@ impl Wire {
                 None => break,
                 Some(f) => f.map_err(|e| self.transport(e))?,
             };
-            match frame.into_data() {
-                Ok(chunk) => {
-                    if body.len() + chunk.len() > MAX_BODY_BYTES {
-                        truncated = true;
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+            let chunk = match frame.into_data() {
+                Ok(chunk) => chunk,
                 Err(frame) => {
                     if let Ok(t) = frame.into_trailers() {
                         trailers.extend(t);
                     }
+                    continue;
                 }
+            };
+            read = read.saturating_add(chunk.len() as u64);
+            if read > self.max_body {
+                return Err(self.too_large(self.max_body, None));
             }
+            let mut rest: &[u8] = &chunk;
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                if pending.is_empty() {
+                    line(&rest[..end])?;
+                } else {
+                    pending.extend_from_slice(&rest[..end]);
+                    line(&pending)?;
+                    pending.clear();
+                }
+                rest = &rest[end + 1..];
+            }
+            pending.extend_from_slice(rest);
         }
-        if !status.is_success() {
-            return Err(self.http_error(status, &headers, &body));
+        if !pending.is_empty() {
+            line(&pending)?;
         }
-        if truncated {
-            return Err(self.decode(format!("the body is larger than {MAX_BODY_BYTES} bytes")));
-        }
-        Ok(Reply {
+        Ok(Streamed {
             status,
             headers,
             trailers,
-            body,
         })
+    }
+
+    /// Sends a request; a non-success answer becomes [`BackendError::Http`] with the start
+    /// of its body.
+    async fn exchange(&self, req: RequestBuilder) -> Result<Response, BackendError> {
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let limit = ERROR_BODY_BYTES.min(self.max_body);
+        // The status is the answer; a body that breaks off or runs long only loses the
+        // server's words.
+        let body = match read_capped(resp.content_length(), resp.bytes_stream(), limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { .. }) => format!(
+                "(a body over {} was not read)",
+                nifty_upstream::human_bytes(limit)
+            )
+            .into_bytes(),
+            Err(BodyError::Read(_)) => vec![],
+        };
+        Err(self.http_error(status, &headers, &body))
     }
 
     /// Runs `f` until it succeeds, fails in a way retrying cannot fix, or attempts run
@@ -235,42 +284,40 @@ impl Wire {
         }
     }
 
-    /// A [`BackendError::Decode`] for this backend.
-    pub fn decode(&self, detail: String) -> BackendError {
+    /// A [`BackendError::Decode`] for this backend; `detail` may quote server text (a
+    /// serde error does), so it is cleaned whole.
+    pub fn decode(&self, detail: &str) -> BackendError {
         BackendError::Decode {
             backend: self.backend,
-            detail: self.scrub(&detail),
+            detail: self.secrets.clean(detail),
         }
     }
 
-    /// The start of a body, scrubbed and printable, for error messages.
+    /// The start of a body, cleaned, for error messages.
     pub fn snippet(&self, body: &[u8]) -> String {
-        let mut s: String = self
-            .scrub(&String::from_utf8_lossy(body))
-            .chars()
-            .take(SNIPPET_CHARS)
-            .collect();
-        s.retain(|c| !c.is_control() || c == ' ');
-        s
+        self.secrets.snippet(body)
     }
 
-    /// Replaces every secret in `text` with `<redacted>`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for s in self.secrets.iter() {
-            let s = s.expose_secret();
-            if s.len() >= MIN_SCRUBBED_SECRET {
-                out = out.replace(s, "<redacted>");
-            }
+    /// A [`BackendError::TooLarge`] for this backend.
+    fn too_large(&self, limit: u64, declared: Option<u64>) -> BackendError {
+        BackendError::TooLarge {
+            backend: self.backend,
+            detail: BodyError::<std::convert::Infallible>::TooLarge { limit, declared }.to_string(),
         }
-        out
+    }
+
+    fn body_error(&self, e: BodyError<reqwest::Error>) -> BackendError {
+        match e {
+            BodyError::TooLarge { limit, declared } => self.too_large(limit, declared),
+            BodyError::Read(e) => self.transport(e),
+        }
     }
 
     /// Sorts a failed exchange into timeout, connect or other transport failures. The URL
     /// is dropped from the message: it may carry user info or a key.
     fn transport(&self, e: reqwest::Error) -> BackendError {
         let (timeout, connect) = (e.is_timeout(), e.is_connect());
-        let detail = self.scrub(&error_chain(&e.without_url()));
+        let detail = self.secrets.clean(&error_chain(&e.without_url()));
         let backend = self.backend;
         if timeout {
             BackendError::Timeout { backend, detail }
@@ -282,20 +329,20 @@ impl Wire {
     }
 
     fn http_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> BackendError {
-        let retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let retry_after = nifty_upstream::retry_after(
+            headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            MAX_RETRY_AFTER,
+        );
         let (code, message) = match server_message(body) {
-            Some((code, message)) => (code, message),
-            None => (None, String::from_utf8_lossy(body).into_owned()),
+            Some((code, message)) => (code, self.snippet(message.as_bytes())),
+            None => (None, self.snippet(body)),
         };
-        let message = self.snippet(message.as_bytes());
         BackendError::Http {
             backend: self.backend,
             status: status.as_u16(),
-            code: code.map(|c| self.snippet(c.as_bytes())),
+            code: code
+                .map(|c| self.snippet(c.as_bytes()))
+                .filter(|c| !c.is_empty()),
             message: if message.is_empty() {
                 status.canonical_reason().unwrap_or("no message").to_owned()
             } else {
@@ -303,6 +350,20 @@ impl Wire {
             },
             retry_after,
         }
+    }
+}
+
+/// A serde error's words without the value it quotes. serde writes a string it did not
+/// expect Debug-escaped (`invalid type: string "a\nb"`), which turns the hidden characters
+/// cleaning drops into visible text and so keeps apart the pieces of a secret a server
+/// split with them; the caller quotes the body's start, cleaned, instead.
+pub(crate) fn serde_words(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match (text.find('"'), text.rfind('"')) {
+        (Some(from), Some(to)) if to > from => {
+            format!("{}\"…\"{}", &text[..from], &text[to + 1..])
+        }
+        _ => text,
     }
 }
 
@@ -418,6 +479,19 @@ mod tests {
             let got = endpoint(&Url::parse(base).unwrap(), segs, query);
             assert_eq!(got.as_str(), *want, "{base} {segs:?}");
         }
+    }
+
+    #[test]
+    fn serde_words_drop_the_values_serde_quotes() {
+        let e = serde_json::from_str::<u64>("\"sk-VERY\\nSECRET\"").unwrap_err();
+        assert!(e.to_string().contains("VERY"), "{e}");
+        let words = serde_words(&e);
+        assert_eq!(
+            words,
+            "invalid type: string \"…\", expected u64 at line 1 column 17"
+        );
+        let e = serde_json::from_str::<u64>("{").unwrap_err();
+        assert_eq!(serde_words(&e), e.to_string());
     }
 
     #[test]
