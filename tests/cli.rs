@@ -129,8 +129,16 @@ fn a_second_process_gets_the_in_use_error_not_a_panic() {
         err.contains(&format!("pid {}", std::process::id())),
         "{err}"
     );
-    assert!(err.contains("--api"), "{err}");
+    assert!(err.contains("serves no API"), "{err}");
+    assert!(!err.contains("--api"), "a holder without an API gets no --api advice: {err}");
     assert!(!err.contains("panicked"), "{err}");
+    // A holder that announced where it serves: the advice names that address,
+    // not a default port.
+    held.announce_api("http://127.0.0.1:45678").unwrap();
+    let (code, _, err) = text(&nifty(d.path(), &["status"], &[]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--api http://127.0.0.1:45678"), "{err}");
+    assert!(!err.contains("8640"), "{err}");
     drop(held);
     assert_eq!(text(&nifty(d.path(), &["status"], &[])).0, 0);
 }
