@@ -36,8 +36,21 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         sync_commits: config.store.sync_commits,
         cache_bytes: config.store.cache_mb * 1024 * 1024,
         min_free_bytes: config.store.min_free_mb * 1024 * 1024,
+        scrub: Some(store_scrub(config.secrets())),
     };
     Ok(Store::open(&config.data_dir, &opts)?)
+}
+
+/// The longest stored text (a run's reason, a pin's error): long enough for a chain of
+/// contexts around an upstream's (already bounded) words.
+const STORED_TEXT_CHARS: usize = 4000;
+
+/// What the store passes every text through that may quote an upstream: the one cleaning
+/// path of server text, with every configured secret.
+fn store_scrub(secrets: nifty_upstream::Secrets) -> nifty_state::TextScrub {
+    nifty_state::TextScrub::new(secrets.len(), move |t: &str| {
+        secrets.clean_bounded(t, STORED_TEXT_CHARS)
+    })
 }
 
 /// The daemon to ask instead of the data dir, when `--api` names one.

@@ -20,6 +20,6 @@ pub use model::{
 };
 pub use store::{
     AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, DISK_BYTES_MAX_AGE,
-    FailureEntry, Holder, LOCK_FILE, Page, PageOutcome, PinUpdate, Resource, SCHEMA_VERSION, Store,
-    StoreOptions, Unwound,
+    FailureEntry, Holder, LOCK_FILE, Page, PageOutcome, PinUpdate, Resource, SCHEMA_VERSION,
+    Scrubbed, Store, StoreOptions, TextScrub, Unwound,
 };

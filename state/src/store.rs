@@ -18,9 +18,11 @@ use sled::transaction::{
 
 mod chain;
 mod pinning;
+mod scrub;
 
 pub use chain::Unwound;
 pub use pinning::{AnalysisRecord, FailureEntry, PinUpdate};
+pub use scrub::{Scrubbed, TextScrub};
 
 use crate::counters::{self, Deltas};
 use crate::error::{Result, StateError};
@@ -94,6 +96,10 @@ pub struct StoreOptions {
     /// space halfway through a write (it cannot go on after that without a restart).
     /// 0 turns the check off.
     pub min_free_bytes: u64,
+    /// What removes secrets from the text the store keeps that may quote an upstream (run
+    /// reasons, pin errors): applied to every such write, and once on open to what an
+    /// earlier build stored (see `scrub`). `None` stores text as given.
+    pub scrub: Option<TextScrub>,
 }
 
 impl Default for StoreOptions {
@@ -102,6 +108,7 @@ impl Default for StoreOptions {
             sync_commits: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            scrub: None,
         }
     }
 }
@@ -360,6 +367,8 @@ pub struct Store {
     link_lock: Arc<std::sync::Mutex<()>>,
     /// The last [`Store::size_on_disk`] and when it was measured, for [`Store::disk_bytes`].
     disk_bytes: Arc<std::sync::Mutex<Option<(Instant, u64)>>>,
+    /// Removes secrets from stored upstream text.
+    scrub: Option<TextScrub>,
 }
 
 impl std::fmt::Debug for Store {
@@ -466,7 +475,7 @@ impl Store {
             },
             other => other,
         })?;
-        Ok(Store {
+        let store = Store {
             dir: dir.to_owned(),
             db,
             t,
@@ -476,7 +485,18 @@ impl Store {
             _lock: Arc::new(lock),
             link_lock: Arc::default(),
             disk_bytes: Arc::default(),
-        })
+            scrub: opts.scrub.clone(),
+        };
+        if let Some(done) = store.scrub_stored_text()? {
+            tracing::info!(
+                runs_scanned = done.runs.0,
+                runs_scrubbed = done.runs.1,
+                pins_scanned = done.pins.0,
+                pins_scrubbed = done.pins.1,
+                "removed secrets from stored run reasons and pin errors"
+            );
+        }
+        Ok(store)
     }
 
     /// Opens the database and its trees, and checks (or writes) the schema version.
@@ -1029,18 +1049,16 @@ impl Store {
 
     /// Starts a run record and returns its id.
     pub fn start_run(&self, job: &str, started_ms: UnixMillis) -> Result<u64> {
-        let rec = encode(
-            "run",
-            &RunRecord {
-                job: job.to_owned(),
-                started_ms,
-                ended_ms: None,
-                outcome: RunOutcome::Running,
-                pages: 0,
-                items: 0,
-                errors: 0,
-            },
-        )?;
+        let rec = RunRecord {
+            job: job.to_owned(),
+            started_ms,
+            ended_ms: None,
+            outcome: RunOutcome::Running,
+            pages: 0,
+            items: 0,
+            errors: 0,
+        };
+        let rec = encode("run", self.scrub_run(&rec).as_ref().unwrap_or(&rec))?;
         self.writable()?;
         let t = &self.t;
         let r = (&t.meta, &t.runs).transaction(|(meta, runs)| {
@@ -1056,7 +1074,7 @@ impl Store {
 
     /// Writes a run's final (or interim) record; a final one closes the run.
     pub fn finish_run(&self, id: u64, record: &RunRecord) -> Result<()> {
-        let rec = encode("run", record)?;
+        let rec = encode("run", self.scrub_run(record).as_ref().unwrap_or(record))?;
         let open = record.outcome == RunOutcome::Running;
         self.writable()?;
         let t = &self.t;

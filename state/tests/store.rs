@@ -729,3 +729,157 @@ fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_store_opening() 
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A scrub that removes one secret, as the binary's (which removes every configured one).
+fn scrub_of(secret: &'static str) -> TextScrub {
+    TextScrub::new(1, move |t: &str| t.replace(secret, "[redacted]"))
+}
+
+#[test]
+fn stored_run_reasons_and_pin_errors_lose_their_secrets_on_open_and_on_write() {
+    const KEY: &str = "sk-VERYSECRET-1234567890abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    // An earlier build stored the upstream's words as they came.
+    {
+        let s = open(&dir);
+        let run = s.start_run("backfill/x", 1).unwrap();
+        s.finish_run(
+            run,
+            &RunRecord {
+                job: "backfill/x".into(),
+                started_ms: 1,
+                ended_ms: Some(2),
+                outcome: RunOutcome::Failed {
+                    reason: format!("graphql: bad key Bearer {KEY}"),
+                },
+                pages: 0,
+                items: 0,
+                errors: 1,
+            },
+        )
+        .unwrap();
+        let toks = [(key(1, 1), token("graph", &key(1, 1), 10))];
+        s.commit_page(&Page {
+            cursor_name: "graph",
+            cursor: cursor(10, &toks[0].0.graph_id()),
+            tokens: &toks,
+            contracts: &[],
+        })
+        .unwrap();
+        let items = s.outbox_take(Queue::Analyse, 10).unwrap();
+        let meta = Resource {
+            cid: b"meta".to_vec(),
+            role: "metadata".into(),
+        };
+        s.record_analysis(
+            &key(1, 1),
+            TokenStatus::Parsed,
+            None,
+            &[meta],
+            Some(items[0].0),
+            5,
+        )
+        .unwrap();
+        s.set_pin_status(
+            b"meta",
+            PinStatus::Failed,
+            Some(&format!("http_401: the cluster said token={KEY}")),
+            None,
+            true,
+            6,
+        )
+        .unwrap();
+        assert!(
+            s.pin(b"meta")
+                .unwrap()
+                .unwrap()
+                .last_error
+                .unwrap()
+                .contains(KEY)
+        );
+    }
+    let opts = StoreOptions {
+        scrub: Some(scrub_of(KEY)),
+        ..Default::default()
+    };
+    let s = Store::open(dir.path(), &opts).unwrap();
+    let runs = s.runs(10).unwrap();
+    assert_eq!(
+        runs[0].1.outcome,
+        RunOutcome::Failed {
+            reason: "graphql: bad key Bearer [redacted]".into()
+        }
+    );
+    let p = s.pin(b"meta").unwrap().unwrap();
+    assert_eq!(
+        p.last_error.as_deref(),
+        Some("http_401: the cluster said token=[redacted]")
+    );
+    // The reason word the failures index is keyed by did not move.
+    assert_eq!(p.reason(), "http_401");
+    assert_eq!(s.counts().unwrap().failures["pin.http_401"], 1);
+    assert!(s.audit().unwrap().is_clean());
+    // New writes pass the same scrub.
+    let run = s.start_run(&format!("backfill/{KEY}"), 3).unwrap();
+    let rec = RunRecord {
+        job: "backfill/y".into(),
+        started_ms: 3,
+        ended_ms: Some(4),
+        outcome: RunOutcome::Failed {
+            reason: format!("rpc: echoed {KEY}"),
+        },
+        pages: 0,
+        items: 0,
+        errors: 0,
+    };
+    let (_, open_rec) = s.runs(1).unwrap().remove(0);
+    assert_eq!(open_rec.job, "backfill/[redacted]");
+    s.finish_run(run, &rec).unwrap();
+    s.set_pin_status(
+        b"meta",
+        PinStatus::Retrying,
+        Some(&format!("timeout {KEY}")),
+        None,
+        true,
+        7,
+    )
+    .unwrap();
+    let all = format!("{:?}{:?}", s.runs(10).unwrap(), s.pin(b"meta").unwrap());
+    assert!(!all.contains(KEY), "{all}");
+    drop(s);
+    // The scan runs once per set of secrets: a store reopened with the same scrub (or
+    // none) is not scanned again, so text written meanwhile without a scrub stays.
+    {
+        let s = open(&dir);
+        s.set_pin_status(
+            b"meta",
+            PinStatus::Retrying,
+            Some(&format!("timeout {KEY}")),
+            None,
+            true,
+            8,
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path(), &opts).unwrap();
+    assert!(
+        s.pin(b"meta")
+            .unwrap()
+            .unwrap()
+            .last_error
+            .unwrap()
+            .contains(KEY)
+    );
+    drop(s);
+    // A scrub that knows more secrets scans again.
+    let more = StoreOptions {
+        scrub: Some(TextScrub::new(2, |t: &str| t.replace(KEY, "[redacted]"))),
+        ..Default::default()
+    };
+    let s = Store::open(dir.path(), &more).unwrap();
+    assert_eq!(
+        s.pin(b"meta").unwrap().unwrap().last_error.as_deref(),
+        Some("timeout [redacted]")
+    );
+    assert!(!format!("{:?}", more.scrub).contains(KEY));
+}

@@ -337,6 +337,14 @@ fn renderings(s: &str) -> Vec<String> {
             .to_string()
             .replace("%20", "+"),
     );
+    // Stricter encoders escape `-._~` too, and some escape every byte.
+    for strict in [
+        utf8_percent_encode(s, NON_ALPHANUMERIC).to_string(),
+        s.bytes().map(|b| format!("%{b:02X}")).collect(),
+    ] {
+        out.push(lower_hex_escapes(&strict));
+        out.push(strict);
+    }
     if let Ok(json) = serde_json::to_string(s) {
         let inner = json.trim_matches('"').to_owned();
         out.push(inner.replace('/', "\\/"));
@@ -474,6 +482,17 @@ mod tests {
                 "split by a visible \\n",
             ),
             ("pw hunter2%21pass%2Fword".into(), "percent-encoded"),
+            (
+                format!(
+                    "k {}",
+                    KEY.bytes().map(|b| format!("%{b:02x}")).collect::<String>()
+                ),
+                "every byte percent-encoded",
+            ),
+            (
+                "k sk%2DVERYSECRET%2D1234567890abcdef".into(),
+                "strictly percent-encoded",
+            ),
             (
                 "pw hunter2%21pass%2fword".into(),
                 "percent-encoded, lower hex",

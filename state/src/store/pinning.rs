@@ -261,7 +261,7 @@ impl Store {
                 // A new error replaces the old; reaching `Pinned` clears it; otherwise it
                 // stays as the explanation of the retries still under way.
                 if let Some(e) = &u.error {
-                    p.last_error = Some(e.clone());
+                    p.last_error = Some(self.scrub_error(e));
                 } else if u.status == PinStatus::Pinned {
                     p.last_error = None;
                 }
