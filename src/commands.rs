@@ -337,7 +337,8 @@ pub fn status(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
 pub fn parse_graph_id(id: &str) -> Result<String, UsageError> {
     let bad = |why: &str| {
         UsageError(format!(
-            "--id {id:?}: {why}; expected 0x<40 hex digits>_<decimal token id>"
+            "--id {}: {why}; expected 0x<40 hex digits>_<decimal token id>",
+            nifty_state::shown(id)
         ))
     };
     let (contract, token) = id.split_once('_').ok_or_else(|| bad("no '_'"))?;
@@ -363,9 +364,12 @@ pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
             if let Some(n) = name {
                 rows.retain(|(k, _)| k == n);
                 if rows.is_empty() {
-                    return Err(
-                        UsageError(format!("no cursor named {n:?}{}", listed(names))).into(),
-                    );
+                    return Err(UsageError(format!(
+                        "no cursor named {}{}",
+                        nifty_state::shown(n),
+                        listed(names)
+                    ))
+                    .into());
                 }
             }
             if *json {
@@ -428,7 +432,8 @@ pub fn apply_cursor_move(
     let before = store.cursor(name)?;
     if before.is_none() && !config.sources.contains_key(name) {
         return Err(crate::NotFound(format!(
-            "no source or cursor named {name:?}{}",
+            "no source or cursor named {}{}",
+            nifty_state::shown(name),
             known(store, config)?
         ))
         .into());

@@ -108,7 +108,25 @@ pub enum ConfigError {
         /// The variable.
         var: String,
     },
+    /// A secret too short to withstand guessing.
+    #[error(
+        "environment variable {var} (named by config key `{key}`) holds {bytes} bytes; the \
+         admin token must be at least {min} bytes (for example: openssl rand -hex 16)"
+    )]
+    WeakSecret {
+        /// The key naming the variable.
+        key: String,
+        /// The variable.
+        var: String,
+        /// Its length.
+        bytes: usize,
+        /// The least accepted.
+        min: usize,
+    },
 }
+
+/// The shortest admin token `run` accepts: 16 bytes, 128 bits when random.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -756,7 +774,7 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let mut key = e.path().to_string();
             let inner = e.into_inner();
-            let mut message = inner.message().trim_end().to_owned();
+            let mut message = inner.message().trim_end().replace('\n', ": ");
             // Errors the TOML parser raises before serde sees a key (a duplicate key, an
             // integer too large for any type) come without a path: find the key in the
             // text, by the parser's position or by the name its message gives.
@@ -816,6 +834,13 @@ impl Config {
         };
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", &"\"\"", "must name a folder"));
+        }
+        if self.data_dir.to_string_lossy().contains('\0') {
+            return Err(invalid(
+                "data_dir",
+                &format!("{:?}", self.data_dir.display().to_string()),
+                "a path cannot contain a NUL byte",
+            ));
         }
         if !(1..=65_536).contains(&self.store.cache_mb) {
             return Err(invalid(
@@ -1137,16 +1162,28 @@ impl Config {
         Ok(())
     }
 
-    /// Fails when `http.admin_token_env` names a variable that is not set: the daemon must
-    /// not start with admin writes off when the operator asked for them.
+    /// Fails when `http.admin_token_env` names a variable that is not set (the daemon must
+    /// not start with admin writes off when the operator asked for them), or one holding
+    /// fewer than [`MIN_ADMIN_TOKEN_BYTES`].
     pub fn require_admin_token(&self) -> Result<(), ConfigError> {
-        if !self.http.admin_token_env.is_empty() && self.http.admin_token.is_none() {
-            return Err(ConfigError::MissingSecret {
-                key: "http.admin_token_env".into(),
-                var: self.http.admin_token_env.clone(),
-            });
+        use secrecy::ExposeSecret;
+        let key = || "http.admin_token_env".to_owned();
+        let var = || self.http.admin_token_env.clone();
+        match &self.http.admin_token {
+            None if !self.http.admin_token_env.is_empty() => Err(ConfigError::MissingSecret {
+                key: key(),
+                var: var(),
+            }),
+            Some(t) if t.expose_secret().len() < MIN_ADMIN_TOKEN_BYTES => {
+                Err(ConfigError::WeakSecret {
+                    key: key(),
+                    var: var(),
+                    bytes: t.expose_secret().len(),
+                    min: MIN_ADMIN_TOKEN_BYTES,
+                })
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The effective configuration as TOML. Secrets are never part of it, and source URLs
@@ -1414,7 +1451,9 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 /// For the parser's ``duplicate key `K` in table `T` `` (or ``in document root``): the
 /// dotted key and the byte offset of its second definition.
 fn duplicate_key(text: &str, message: &str) -> Option<(String, usize)> {
-    let rest = message.strip_prefix("duplicate key `")?;
+    // The parser may put a line before it (`invalid table header`).
+    let at = message.find("duplicate key `")?;
+    let rest = &message[at + "duplicate key `".len()..];
     let (k, rest) = rest.split_once('`')?;
     let table = rest
         .strip_prefix(" in table `")
@@ -1436,6 +1475,24 @@ fn duplicate_key(text: &str, message: &str) -> Option<(String, usize)> {
                     format!("{table}.{k}")
                 };
                 return Some((key, offset));
+            }
+        }
+        offset += line.len();
+    }
+    // A table given twice: `[k]` (or `[table.k]`) a second time.
+    let header = if table.is_empty() {
+        k.to_owned()
+    } else {
+        format!("{table}.{k}")
+    };
+    let mut offset = 0;
+    let mut seen = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') && t.trim_matches(|c| c == '[' || c == ']').trim() == header {
+            seen += 1;
+            if seen == 2 {
+                return Some((header, offset));
             }
         }
         offset += line.len();
@@ -2036,6 +2093,16 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
                 "key `sources.main.start_block`",
                 "(line 4)",
             ),
+            (
+                "[store]\nsync_commits = false\n[store]\ncache_mb = 1\n",
+                "key `store`",
+                "(line 3)",
+            ),
+            (
+                "[sources.a]\nkind = \"graph\"\n[sources.a]\nurl = \"x\"\n",
+                "key `sources.a`",
+                "(line 3)",
+            ),
         ];
         for (text, key, line) in cases {
             let err = Config::from_toml(text, Path::new("n.toml"))
@@ -2043,6 +2110,7 @@ url = "https://g.example/a	pi/src-key-321/subgraphs"
                 .to_string();
             assert!(err.contains(key) && err.contains(line), "{text:?}: {err}");
             assert!(!err.contains("key `.`"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
         }
     }
 

@@ -27,6 +27,9 @@ use crate::daemon::schedule::{JobView, RunView, Scheduler};
 use crate::{NotFound, UsageError};
 use history::{History, Sample};
 
+/// The longest error message an answer carries.
+const MESSAGE_BYTES: usize = 2048;
+
 /// Runs listed by `/api/runs` when no `limit` is given, and the most it lists.
 const RUNS_DEFAULT: usize = 50;
 const RUNS_MAX: usize = 1000;
@@ -112,10 +115,18 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
+        let mut message = message.into();
+        // Whatever a message quotes from the request, the answer stays small.
+        if message.len() > MESSAGE_BYTES {
+            let mut cut = MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = message.len();
+            message.truncate(cut);
+            message.push_str(&format!("... ({total} bytes in all)"));
         }
+        ApiError { status, message }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -201,7 +212,8 @@ fn query_number(q: &[(String, String)], key: &str, default: usize, max: usize) -
         Some((_, v)) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::bad_request(format!(
-                "{key}={v:?}: must be a whole number from 1 to {max}"
+                "{key}={}: must be a whole number from 1 to {max}",
+                nifty_state::shown(v)
             ))),
         },
     }

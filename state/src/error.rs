@@ -152,7 +152,7 @@ pub enum StateError {
     NoSuchToken(String),
 
     /// A value given to the store is out of its domain (bad token id text, bad address...).
-    #[error("invalid {what}: {value:?}: {reason}")]
+    #[error("invalid {what}: {}: {reason}", shown(value))]
     Invalid {
         /// What kind of value.
         what: &'static str,
@@ -219,3 +219,28 @@ fn io_hint(kind: std::io::ErrorKind) -> &'static str {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// The most characters of a refused value an error quotes.
+pub const SHOWN_CHARS: usize = 80;
+
+/// A value as an error quotes it: Debug-quoted, and cut at [`SHOWN_CHARS`] with its full
+/// length said, so a megabyte of input never comes back in a message.
+pub fn shown(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= SHOWN_CHARS {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(SHOWN_CHARS).collect();
+    format!("{head:?}... ({} bytes)", value.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_value_is_cut_and_its_length_said() {
+        assert_eq!(super::shown("0xab"), "\"0xab\"");
+        let long = "z".repeat(1_000_000);
+        let s = super::shown(&long);
+        assert!(s.len() < 120 && s.ends_with("... (1000000 bytes)"), "{s}");
+    }
+}

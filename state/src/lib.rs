@@ -12,7 +12,7 @@ pub mod keys;
 pub mod model;
 mod store;
 
-pub use error::{Result, StateError};
+pub use error::{Result, SHOWN_CHARS, StateError, shown};
 pub use keys::{Address, OutboxKey, Queue, TokenId, TokenKey};
 pub use model::{
     Contract, Cursor, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token, TokenStatus,
