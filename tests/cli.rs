@@ -130,7 +130,10 @@ fn a_second_process_gets_the_in_use_error_not_a_panic() {
         "{err}"
     );
     assert!(err.contains("serves no API"), "{err}");
-    assert!(!err.contains("--api"), "a holder without an API gets no --api advice: {err}");
+    assert!(
+        !err.contains("--api"),
+        "a holder without an API gets no --api advice: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // A holder that announced where it serves: the advice names that address,
     // not a default port.
