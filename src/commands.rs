@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::UsageError;
 use crate::cli::{CursorCommand, MoveArgs, Remote, StatusArgs};
 use crate::config::{Config, TEMPLATE};
+use crate::output::{out, outln};
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
@@ -75,16 +76,16 @@ pub fn config_init(path: &Path, force: bool) -> anyhow::Result<()> {
         .into());
     }
     std::fs::write(path, TEMPLATE).with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    outln!(
         "wrote {} (every key at its default; edit it, then run `nifty status`)",
         path.display()
-    );
+    )?;
     Ok(())
 }
 
 /// `nifty config show`.
 pub fn config_show(config: &Config) -> anyhow::Result<()> {
-    print!("{}", config.to_toml());
+    out!("{}", config.to_toml())?;
     Ok(())
 }
 
@@ -322,9 +323,9 @@ pub fn status(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_status(&report));
+        out!("{}", render_status(&report))?;
     }
     if report.audit.as_ref().is_some_and(|a| !a.clean) {
         anyhow::bail!("audit found counters that disagree with the store");
@@ -374,22 +375,22 @@ pub fn cursor(config: &Config, cmd: &CursorCommand) -> anyhow::Result<()> {
             }
             if *json {
                 let v: BTreeMap<_, _> = rows.into_iter().collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else if rows.is_empty() {
-                println!(
+                outln!(
                     "no cursors yet: nothing has been scraped into {}",
                     config.data_dir.display()
-                );
+                )?;
             } else {
                 for (n, c) in rows {
-                    println!(
+                    outln!(
                         "{n}: {}  snapshot {}  head {}  lag {}  updated {}",
                         c.position,
                         opt(c.snapshot),
                         opt(c.head),
                         opt(c.lag()),
                         when(c.updated_ms)
-                    );
+                    )?;
                 }
             }
             Ok(())
@@ -488,11 +489,11 @@ fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result
             })?
         }
     };
-    println!(
+    outln!(
         "cursor {}: {} -> {}",
         args.name,
         position(from.as_ref()),
         to
-    );
+    )?;
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! gateway on loopback) and the daemon over it with fast schedules, the dashboard up, and a
 //! line of progress every few seconds until ctrl-c.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use crate::cli::DemoArgs;
 use crate::config::{Config, JobConfig, SourceConfig, SourceKind};
 use crate::devnet::{DevnetArgs, Listeners, serve_all, web_base};
+use crate::output::{StdoutError, outln};
 
 /// How often a progress line is printed.
 const REPORT_EVERY: Duration = Duration::from_secs(3);
@@ -25,6 +27,34 @@ const REPORT_EVERY: Duration = Duration::from_secs(3);
 pub const FLOWING: &str = "all tokens scraped, pins flowing";
 /// The line printed once nothing is left to do.
 pub const SETTLED: &str = "settled: every token analysed, every pin settled";
+
+/// The demo's lines on stdout once it runs. The first that cannot be printed stops the
+/// demo, which then fails with that error (or, for a closed pipe, ends quietly).
+#[derive(Clone)]
+struct Screen {
+    failed: Arc<Mutex<Option<StdoutError>>>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Screen {
+    fn line(&self, args: fmt::Arguments<'_>) {
+        let Err(e) = outln!("{args}") else { return };
+        if let Ok(mut failed) = self.failed.lock()
+            && failed.is_none()
+        {
+            *failed = Some(e);
+            let _ = self.stop.send(true);
+        }
+    }
+
+    /// The error of the first line that could not be printed.
+    fn failure(&self) -> Result<(), StdoutError> {
+        match self.failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Wraps the devnet's flags so they can be parsed from a list here.
 #[derive(clap::Parser)]
@@ -154,10 +184,10 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
     let listeners = Listeners::bind(any, any, any).await?;
     let addrs = listeners.addrs()?;
     devnet_config.chain.web_base = Some(web_base(addrs.gateway));
-    println!(
+    outln!(
         "nifty demo: generating a devnet chain of {} tokens…",
         args.tokens
-    );
+    )?;
     let live = crate::devnet::live_chain(devnet_config.chain.clone()).await?;
     let chain_tokens = live.chain().tokens().len();
     let (devnet_stop, devnet_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -185,7 +215,7 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
     let listener = match crate::daemon::bind(&args.listen.to_string()).await {
         Ok(l) => l,
         Err(e) => {
-            println!("nifty demo: {e}; using a free port instead");
+            outln!("nifty demo: {e}; using a free port instead")?;
             crate::daemon::bind("127.0.0.1:0").await?
         }
     };
@@ -196,6 +226,10 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
     // Stop on ctrl-c, at --for, or once settled with --until-settled.
     let (stop_tx, stop) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
+    let screen = Screen {
+        failed: Arc::default(),
+        stop: Arc::clone(&stop_tx),
+    };
     {
         let (tx, mut signal) = (Arc::clone(&stop_tx), signal.clone());
         tokio::spawn(async move {
@@ -204,15 +238,16 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
         });
     }
     if let Some(secs) = args.r#for {
-        let tx = Arc::clone(&stop_tx);
+        let (tx, screen) = (Arc::clone(&stop_tx), screen.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;
-            println!("nifty demo: {secs} s are up; stopping");
+            screen.line(format_args!("nifty demo: {secs} s are up; stopping"));
             let _ = tx.send(true);
         });
     }
     let reporter = {
         let (store, config, tx) = (store.clone(), config.clone(), Arc::clone(&stop_tx));
+        let screen = screen.clone();
         let until_settled = args.until_settled;
         tokio::spawn(async move {
             let (mut said_flowing, mut said_settled) = (false, false);
@@ -224,14 +259,16 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
                 else {
                     continue;
                 };
-                println!("  {}", p.line);
+                screen.line(format_args!("  {}", p.line));
                 if p.flowing && !said_flowing {
                     said_flowing = true;
-                    println!("nifty demo: {FLOWING}");
+                    screen.line(format_args!("nifty demo: {FLOWING}"));
                 }
                 if p.settled && !said_settled {
                     said_settled = true;
-                    println!("nifty demo: {SETTLED}; the daemon keeps following (ctrl-c to stop)");
+                    screen.line(format_args!(
+                        "nifty demo: {SETTLED}; the daemon keeps following (ctrl-c to stop)"
+                    ));
                     if until_settled {
                         let _ = tx.send(true);
                     }
@@ -241,20 +278,21 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
     };
 
     let on_ready = |addr: SocketAddr| {
-        println!();
-        println!("  dashboard    http://{addr}/");
-        println!("  API          http://{addr}/api/status");
-        println!("  metrics      http://{addr}/metrics");
-        println!("  subgraph     {}", urls.subgraph);
-        println!("  cluster      {}", urls.cluster);
-        println!("  store        {}", dir.display());
-        println!(
+        let line = |args: fmt::Arguments<'_>| screen.line(args);
+        line(format_args!(""));
+        line(format_args!("  dashboard    http://{addr}/"));
+        line(format_args!("  API          http://{addr}/api/status"));
+        line(format_args!("  metrics      http://{addr}/metrics"));
+        line(format_args!("  subgraph     {}", urls.subgraph));
+        line(format_args!("  cluster      {}", urls.cluster));
+        line(format_args!("  store        {}", dir.display()));
+        line(format_args!(
             "  admin token  {token}  (for: nifty cursor rewind devnet BLOCK --api http://{addr})"
-        );
-        println!();
-        println!(
+        ));
+        line(format_args!(""));
+        line(format_args!(
             "nifty demo: the daemon scrapes every 2 s, analyses and pins every 2 s, follows every 3 s. Ctrl-C stops it."
-        );
+        ));
     };
     let served = crate::daemon::serve(config, store, listener, stop, on_ready).await;
     reporter.abort();
@@ -265,6 +303,7 @@ async fn run(dir: PathBuf, args: &DemoArgs) -> anyhow::Result<()> {
         _ => {}
     }
     served?;
-    println!("nifty demo: stopped cleanly");
-    Ok(())
+    screen.failure()?;
+    screen.line(format_args!("nifty demo: stopped cleanly"));
+    Ok(screen.failure()?)
 }

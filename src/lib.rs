@@ -1,5 +1,7 @@
 //! The `nifty` binary's library: CLI, configuration, logging and the commands that wire the
 //! state, scraper and pinner crates together. `main.rs` only parses and reports.
+// Output goes through `output`, which returns write errors instead of panicking on them.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod api;
 pub mod cli;
@@ -10,6 +12,7 @@ pub mod demo;
 pub mod devnet;
 pub mod logging;
 pub mod metrics;
+pub mod output;
 pub mod pinning;
 pub mod remote;
 pub mod scrape;
@@ -83,8 +86,16 @@ pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line and flushes what it printed: a failed flush is the
+/// command's error unless the command failed already.
 pub fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    let ran = run_command(cli);
+    let flushed = output::flush();
+    ran?;
+    Ok(flushed?)
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     // Writing a config file must work when the current one is broken or absent.
     if let Command::Config {
         action: ConfigCommand::Init { path, force },

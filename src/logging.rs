@@ -25,6 +25,10 @@ pub fn init_at(format: LogFormat, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // By default a line that cannot be written is reported with `eprintln!`, which
+        // panics on the same stderr: a closed or full stderr must lose log lines, not the
+        // process.
+        .log_internal_errors(false)
         .with_ansi(ansi);
     // try_init: a second init (tests) keeps the first subscriber instead of panicking.
     let _ = match format {

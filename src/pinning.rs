@@ -19,6 +19,7 @@ use crate::UsageError;
 use crate::cli::{CheckArgs, PassArgs, ReportArgs};
 use crate::commands::{now_ms, open_store};
 use crate::config::{AuthKind, BackendKind, Config};
+use crate::output::{StdoutError, out, outln};
 
 /// Exit code when a pass stopped because the gateway or the pinning backend is unavailable:
 /// nothing is lost, the rest waits for the next run.
@@ -145,7 +146,8 @@ pub fn pin(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
         let run = store.start_run("pin", started)?;
         let t = Instant::now();
         let analysed = pass::analyse(&store, &fetcher, &opts, &limits).await?;
-        print_pass("analyse", &analysed, t, args.json);
+        // A report that cannot be printed does not stop the work: it fails the command after.
+        let shown = print_pass("analyse", &analysed, t, args.json);
         let t = Instant::now();
         let pinned = if matches!(analysed.ending, Some(Ending::Stopped)) {
             PassReport {
@@ -155,9 +157,10 @@ pub fn pin(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
         } else {
             pass::pin(&store, &backend, &opts, &limits).await?
         };
-        print_pass("pin", &pinned, t, args.json);
+        let shown = shown.and(print_pass("pin", &pinned, t, args.json));
         finish_run(&store, (run, "pin", started), &[&analysed, &pinned])?;
-        outcome(&[&analysed, &pinned])
+        outcome(&[&analysed, &pinned])?;
+        Ok(shown?)
     })
 }
 
@@ -172,13 +175,19 @@ pub fn follow(config: &Config, args: &PassArgs) -> anyhow::Result<()> {
         let run = store.start_run("follow", started)?;
         let t = Instant::now();
         let followed = pass::follow(&store, &backend, &opts, &limits).await?;
-        print_pass("follow", &followed, t, args.json);
+        let shown = print_pass("follow", &followed, t, args.json);
         finish_run(&store, (run, "follow", started), &[&followed])?;
-        outcome(&[&followed])
+        outcome(&[&followed])?;
+        Ok(shown?)
     })
 }
 
-fn print_pass(name: &str, report: &PassReport, started: Instant, json: bool) {
+fn print_pass(
+    name: &str,
+    report: &PassReport,
+    started: Instant,
+    json: bool,
+) -> Result<(), StdoutError> {
     let seconds = started.elapsed().as_secs_f64();
     if json {
         let line = PassLine {
@@ -186,8 +195,7 @@ fn print_pass(name: &str, report: &PassReport, started: Instant, json: bool) {
             seconds,
             report,
         };
-        println!("{}", serde_json::to_string(&line).unwrap_or_default());
-        return;
+        return outln!("{}", serde_json::to_string(&line).unwrap_or_default());
     }
     let outcomes: Vec<String> = report
         .outcomes
@@ -199,7 +207,7 @@ fn print_pass(name: &str, report: &PassReport, started: Instant, json: bool) {
         Some(Ending::Stopped) => "stopped (budget or signal); the rest waits".to_owned(),
         Some(Ending::Outage(why)) => format!("stopped: {why}; the rest waits"),
     };
-    println!(
+    outln!(
         "{name}: {} handled in {seconds:.1} s ({}), {} linked, {} errors: {ending}",
         report.handled,
         if outcomes.is_empty() {
@@ -209,7 +217,7 @@ fn print_pass(name: &str, report: &PassReport, started: Instant, json: bool) {
         },
         report.linked,
         report.errors,
-    );
+    )
 }
 
 /// Ends run `(id, job, started)` with the outcome its passes' reports add up to.
@@ -300,9 +308,9 @@ pub fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print!("{}", render(&out));
+        out!("{}", render(&out))?;
     }
     Ok(())
 }
@@ -439,10 +447,10 @@ pub fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         None => failures(&open_store(config)?, since, 2)?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?)?;
         return Ok(());
     }
-    print!("{}", render_report(&view, args.since.as_deref()));
+    out!("{}", render_report(&view, args.since.as_deref()))?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use crate::UsageError;
 use crate::cli::{BackfillArgs, ToBlock};
 use crate::commands::{now_ms, open_store};
 use crate::config::{Config, SourceConfig, SourceKind};
+use crate::output::{errln, outln};
 
 /// How often progress is drawn on a terminal, and logged otherwise.
 const DRAW_EVERY: Duration = Duration::from_millis(500);
@@ -423,22 +424,26 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
             (Err(e), Err(_)) => warn!(error = %e, "could not record the backfill's end"),
             (Err(e), Ok(_)) => return Err(e.into()),
         }
-        if args.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            println!(
-                "backfill {job}: {} — {} tokens stored, {} already stored, {} pages, {} retries, {:.1}s, {:.0} tokens/s",
-                report.outcome, report.tokens, report.duplicates, report.pages, report.retries, secs, report.tokens_per_sec
-            );
-        }
-        if let (Some(p), false) = (&handed_over, args.json) {
-            println!("source {source}: its cursor continues at {p}");
-        }
+        // The run's own error says more than a report that could not be printed.
+        let shown = (|| -> anyhow::Result<()> {
+            if args.json {
+                outln!("{}", serde_json::to_string(&report)?)?;
+            } else {
+                outln!(
+                    "backfill {job}: {} — {} tokens stored, {} already stored, {} pages, {} retries, {:.1}s, {:.0} tokens/s",
+                    report.outcome, report.tokens, report.duplicates, report.pages, report.retries, secs, report.tokens_per_sec
+                )?;
+            }
+            if let (Some(p), false) = (&handed_over, args.json) {
+                outln!("source {source}: its cursor continues at {p}")?;
+            }
+            Ok(())
+        })();
         match result {
-            Ok(Stop::Finished) => Ok(()),
+            Ok(Stop::Finished) => shown,
             Ok(_) => {
-                eprintln!("{} blocks left; continue with: nifty backfill --resume {job}", report.blocks_left);
-                Ok(())
+                errln!("{} blocks left; continue with: nifty backfill --resume {job}", report.blocks_left);
+                shown
             }
             Err(e) => Err(anyhow::Error::from(e).context(resume)),
         }

@@ -6,6 +6,8 @@
 //! - [`analysis`]: a token's outcome from its URI and metadata.
 //! - [`pass`]: the analyse, pin and follow-up passes over the store.
 //! - [`backend`]: the IPFS Cluster and Pinning Service API clients.
+// A library reports through its return values and tracing, never by printing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod analysis;
 pub mod backend;

@@ -5,6 +5,8 @@
 //! it over block partitions in parallel with work stealing. The chain RPC source (`rpc`)
 //! reads mints from a node's `Transfer` logs over adaptive block ranges, with the same
 //! lanes, cursors and backfill.
+// A library reports through its return values and tracing, never by printing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backfill;
 mod error;

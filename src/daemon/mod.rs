@@ -18,6 +18,7 @@ use crate::api::history::{self, History, Sample};
 use crate::api::{self, ApiState};
 use crate::commands::now_ms;
 use crate::config::Config;
+use crate::output::outln;
 use schedule::Scheduler;
 
 /// How long runs under way get to reach their next commit once a stop is asked: the
@@ -235,7 +236,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         let listener = bind(&config.http.listen).await?;
         let stop = crate::scrape::shutdown_signal();
         serve(config.clone(), store, listener, stop, |addr| {
-            println!("{}", ready_line(addr));
+            // A daemon whose stdout went away keeps serving: it logs to stderr.
+            let ready = ready_line(addr);
+            let shown = outln!("{ready}").and_then(|()| crate::output::flush());
+            if let Err(e) = shown {
+                warn!(error = %e, %ready, "could not print the ready line; serving all the same");
+            }
         })
         .await
     });

@@ -25,7 +25,6 @@ pub mod schema;
 mod server;
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -565,11 +564,11 @@ pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         "devnet chain generated"
     );
     drop(chain);
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", ready_line(addrs, &config.chain))
-            .context("printing the devnet's URLs")?;
-        out.flush().context("printing the devnet's URLs")?;
+    // Like the daemon, a devnet whose stdout went away keeps serving; the log has its URLs.
+    let ready = ready_line(addrs, &config.chain);
+    let shown = crate::output::outln!("{ready}").and_then(|()| crate::output::flush());
+    if let Err(e) = shown {
+        tracing::warn!(error = %e, %ready, "could not print the devnet's URLs; serving all the same");
     }
     serve_all(listeners, Arc::new(live), config, stop_signal()).await
 }

@@ -5,6 +5,8 @@
 //! version. A page from a source commits its tokens, their outbox items, the advanced cursor
 //! and the counters in one transaction, so a crash leaves the store before or after the
 //! page and never between. Dashboard reads come from `counters` and never scan the tokens.
+// A library reports through its return values and tracing, never by printing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod counters;
 mod error;

@@ -3,6 +3,8 @@
 //! log line or the store ([`Secrets::clean`]), and bodies are read with a cap
 //! ([`read_capped`]). Every client of every crate goes through these, so there is one rule
 //! for each and one place to get it right.
+// A library reports through its return values and tracing, never by printing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod body;
 mod text;
