@@ -17,10 +17,31 @@ mod support;
 #[path = "support/figures.rs"]
 mod figures;
 
+#[path = "../tests/support/hostile.rs"]
+mod hostile;
+
 use figures::{env_or, median, pretty};
 
 fn devnet(tokens: u64, extra: &[&str]) -> support::Devnet {
     support::start(env!("CARGO_BIN_EXE_nifty"), tokens, 7, extra)
+}
+
+/// One backfill of a hostile subgraph whose every page is a 500 MB body: it must fail as
+/// `too_large`; returns its JSON report.
+fn hostile_backfill(workers: u32) -> serde_json::Value {
+    let up = hostile::Hostile::subgraph(hostile::Mode::Huge(500 * 1024 * 1024));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nifty"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["backfill", "--graph", &up.url, "--from", "0", "--json"])
+        .args(["--workers", &workers.to_string()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("too_large"), "{err}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// One backfill into a fresh store; returns its JSON report and the store's bytes on disk.
@@ -115,4 +136,15 @@ fn main() {
         &format!("{} tokens", pretty(latency_tokens as f64)),
         &[("share_of_bound", m / bound)],
     );
+    drop(d);
+
+    // A hostile subgraph: pages of 1,000 rows answered with 500 MB each.
+    let rss: Vec<f64> = (0..runs)
+        .map(|_| hostile_backfill(1)["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6)
+        .collect();
+    println!(
+        "  hostile page    {:>9.1} MB peak RSS, 500 MB pages, 1 worker (runs: {rss:?})",
+        median(&rss)
+    );
+    part.record("ingest_hostile_rss", &rss, "500 MB pages, 1 worker");
 }

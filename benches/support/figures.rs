@@ -129,6 +129,15 @@ pub const FIGURES: &[Spec] = &[
     },
     Spec {
         bench: "ingest",
+        key: "ingest_hostile_rss",
+        label: "Peak RSS, hostile 500 MB page (1 worker)",
+        unit: "MB",
+        better: Better::Lower,
+        target: at_most(64.0, "issue 14"),
+        limited_by: "page body cap (16 MiB at pages of 1000)",
+    },
+    Spec {
+        bench: "ingest",
         key: "ingest_disk",
         label: "Disk after ingest",
         unit: "bytes/token",
