@@ -138,7 +138,13 @@ fn a_resumed_job_keeps_the_page_size_it_was_started_with() {
         ],
     );
     assert_eq!(text(&started).0, 0, "{}", text(&started).2);
-    let r = report(&nifty(dir, &["backfill", "--resume", "small", "--json"]));
+    // Two sources are configured: name the job's, as an older build needed.
+    let r = report(&nifty(
+        dir,
+        &[
+            "backfill", "--source", "main", "--resume", "small", "--json",
+        ],
+    ));
     assert_eq!(r["outcome"], "completed", "{r}");
     let (tokens, pages) = (r["tokens"].as_u64().unwrap(), r["pages"].as_u64().unwrap());
     assert!(tokens > 1_000, "{r}");
