@@ -331,6 +331,7 @@ async fn scrape(f: &Fixture, v: Variant, mode: Mode) -> Run {
                 from: 0,
                 to: None,
                 partitions: workers,
+                settings: None,
             };
             let job = Arc::new(Backfill::create(&ctx, &plan, snap.block).unwrap());
             job.run(&ctx, workers, 0, None, stop_rx.clone())

@@ -46,6 +46,7 @@ FAMILIES = {
     "nifty_head_block": ("gauge", {"source"}),
     "nifty_snapshot_block": ("gauge", {"source"}),
     "nifty_lag_blocks": ("gauge", {"source"}),
+    "nifty_cursor_ahead_blocks": ("gauge", {"source"}),
     "nifty_store_disk_bytes": ("gauge", set()),
     "nifty_build_info": ("gauge", {"version"}),
     "nifty_start_time_seconds": ("gauge", set()),

@@ -87,7 +87,7 @@ pub struct DemoArgs {
 }
 
 /// `nifty backfill`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
     /// The source to scrape: a `[sources.NAME]` of the config, or the name to record
     /// tokens under when `--graph` or `--rpc` gives the endpoint [default: the only
@@ -114,7 +114,7 @@ pub struct BackfillArgs {
     /// Parallel workers (and initial partitions).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
-    /// Name of a new job [default: SOURCE-<unix seconds>].
+    /// Name of a new job [default: SOURCE-<unix milliseconds>, the next free one if taken].
     #[arg(long, value_name = "JOB", conflicts_with = "resume")]
     pub job: Option<String>,
     /// Resume the job of this name from its cursors (--from and --to come from the job).
@@ -211,6 +211,10 @@ pub struct MoveArgs {
     /// omitted: none of BLOCK's tokens are done.
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
+    /// Move forward even when the source's head cannot be asked, or to a block past it:
+    /// at most 100000 blocks past the head (or the last head known).
+    #[arg(long)]
+    pub force: bool,
     /// Where to write.
     #[command(flatten)]
     pub remote: Remote,

@@ -108,6 +108,10 @@ pub struct SourceStatus {
     pub end: Option<u64>,
     /// Blocks between cursor and head (sources following the head only).
     pub lag: Option<u64>,
+    /// Blocks the cursor stands beyond the head it last saw: it claims blocks the source
+    /// has not produced, so nothing is scraped until the head passes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
     /// Tokens this source was first to find.
     pub tokens: u64,
     /// When the cursor last moved (ms since the epoch).
@@ -160,6 +164,7 @@ pub fn status_report(store: &Store, config: &Config, audit: bool) -> anyhow::Res
         head: c.and_then(|c| c.head),
         end: c.and_then(|c| c.end),
         lag: c.filter(|c| c.end.is_none()).and_then(Cursor::lag),
+        ahead: c.and_then(Cursor::ahead),
         tokens: counts.tokens_by_source.get(name).copied().unwrap_or(0),
         updated_ms: c.map(|c| c.updated_ms),
     };
@@ -271,7 +276,10 @@ pub fn render_status(r: &StatusReport) -> String {
                 opt(src.end),
                 opt(src.snapshot),
                 opt(src.head),
-                opt(src.lag),
+                match src.ahead {
+                    Some(n) => format!("ahead by {n}"),
+                    None => opt(src.lag),
+                },
                 src.tokens,
                 when(src.updated_ms.unwrap_or(0)),
             );
@@ -416,8 +424,155 @@ fn listed(mut names: Vec<String>) -> String {
     }
 }
 
+/// How far past the source's head `--force` lets a cursor be set.
+pub const FORCE_AHEAD_BLOCKS: u64 = 100_000;
+
+/// The source behind cursor `name`: a configured source of that name, or the source a
+/// backfill job (`backfill/<job>[/<k>]`) saved; `Err` says why there is none.
+fn cursor_source(
+    store: &Store,
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Result<crate::config::SourceConfig, String>> {
+    if let Some(s) = config.sources.get(name) {
+        return Ok(Ok(s.clone()));
+    }
+    let Some(job) = name
+        .strip_prefix("backfill/")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+    else {
+        return Ok(Err(format!(
+            "{name:?} is not a configured source, so there is no endpoint to ask"
+        )));
+    };
+    let Some(saved) = store.job_settings(job)? else {
+        return Ok(Err(format!(
+            "backfill job {job:?} saved no source settings (an older build made it)"
+        )));
+    };
+    if let Some(s) = config.sources.get(&saved.source)
+        && s.shown_url() == saved.url
+    {
+        return Ok(Ok(s.clone()));
+    }
+    if saved.url_redacted {
+        return Ok(Err(format!(
+            "backfill job {job:?}'s URL carried a secret, which the store does not keep"
+        )));
+    }
+    let kind = match saved.kind.as_str() {
+        "rpc" => crate::config::SourceKind::Rpc,
+        _ => crate::config::SourceKind::Graph,
+    };
+    let mut s = crate::config::SourceConfig::new(kind, &saved.url);
+    s.timeout_ms = saved.timeout_ms;
+    Ok(Ok(s))
+}
+
+/// Asks the source behind cursor `name` for its head block, trying twice.
+async fn cursor_head(
+    store: &Store,
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Result<u64, String>> {
+    let src = match cursor_source(store, config, name)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let backoff = nifty_scraper::retry::Backoff {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+        max_attempts: 2,
+    };
+    let client = match crate::scrape::source_client_with(&src, &config.secrets(), backoff) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(client
+        .snapshot(0)
+        .await
+        .map(|s| s.head)
+        .map_err(|e| format!("{} at {}: {e}", e.kind(), client.endpoint())))
+}
+
+/// Checks a forward move of cursor `name` to `block` (and `id`) against its source's head:
+/// at most the start of `head + 1` (everything up to the head done), or with `force` at
+/// most `head + FORCE_AHEAD_BLOCKS`. When the head cannot be asked the move is refused,
+/// unless `force`, which then bounds it by the last head the cursor recorded (or its
+/// position). Returns the head seen, to record with the move. Rewinds, moves backwards and
+/// cursors that do not exist are not checked here: applying them reports those.
+pub async fn check_cursor_move(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    block: u64,
+    id: Option<&str>,
+    rewind: bool,
+    force: bool,
+) -> anyhow::Result<Option<u64>> {
+    let before = store.cursor(name)?;
+    if rewind || (before.is_none() && !config.sources.contains_key(name)) {
+        return Ok(None);
+    }
+    let to = Position {
+        block,
+        id: id.unwrap_or_default().to_owned(),
+    };
+    if before.as_ref().is_some_and(|c| to < c.position) {
+        // A move backwards is refused as such by the store.
+        return Ok(None);
+    }
+    match cursor_head(store, config, name).await? {
+        Ok(head) => {
+            let limit = head.saturating_add(FORCE_AHEAD_BLOCKS);
+            if force && block > limit {
+                return Err(UsageError(format!(
+                    "cursor {name}: block {block} is beyond the source's head block {head}; \
+                     --force allows at most {FORCE_AHEAD_BLOCKS} blocks past it (block {limit})"
+                ))
+                .into());
+            }
+            if !force && to > Position::start_of(head.saturating_add(1)) {
+                return Err(UsageError(format!(
+                    "cursor {name}: block {block} is beyond the source's head block {head}; \
+                     give at most {} (everything up to the head done), or --force for a \
+                     block up to {limit}",
+                    head.saturating_add(1)
+                ))
+                .into());
+            }
+            Ok(Some(head))
+        }
+        Err(why) => {
+            let known = before
+                .as_ref()
+                .map_or(0, |c| c.head.unwrap_or(c.position.block));
+            let limit = known.saturating_add(FORCE_AHEAD_BLOCKS);
+            if !force {
+                return Err(UsageError(format!(
+                    "cursor {name}: cannot fetch the source's head ({why}), so block {block} \
+                     cannot be checked against it; the move is refused. Retry when the source \
+                     answers, or give --force (then at most block {limit}: {FORCE_AHEAD_BLOCKS} \
+                     past the last head seen or the cursor's block, {known})"
+                ))
+                .into());
+            }
+            if block > limit {
+                return Err(UsageError(format!(
+                    "cursor {name}: cannot fetch the source's head ({why}); --force allows at \
+                     most {FORCE_AHEAD_BLOCKS} blocks past the last head seen or the cursor's block ({known}), \
+                     block {limit}"
+                ))
+                .into());
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// Moves cursor `name` to `block` (and `id` within it) for an operator: forward, or
-/// backwards when `rewind`. Returns where it was and where it is.
+/// backwards when `rewind`. Returns where it was and where it is. `head`, when the caller
+/// just asked the source ([`check_cursor_move`]), is recorded with a forward move.
 pub fn apply_cursor_move(
     store: &Store,
     config: &Config,
@@ -425,6 +580,7 @@ pub fn apply_cursor_move(
     block: u64,
     id: Option<&str>,
     rewind: bool,
+    head: Option<u64>,
 ) -> anyhow::Result<(Option<Position>, Position)> {
     let id = match id {
         Some(id) => parse_graph_id(id)?,
@@ -440,10 +596,10 @@ pub fn apply_cursor_move(
         .into());
     }
     let to = Position { block, id };
-    let after = if rewind {
-        store.rewind_cursor(name, to, now_ms())?
-    } else {
-        store.set_cursor(name, to, now_ms())?
+    let after = match (rewind, head) {
+        (true, _) => store.rewind_cursor(name, to, now_ms())?,
+        (false, Some(h)) => store.set_cursor_seen(name, to, h, now_ms())?,
+        (false, None) => store.set_cursor(name, to, now_ms())?,
     };
     let from = before.map(|c| c.position);
     tracing::info!(
@@ -465,12 +621,26 @@ fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result
                     block: args.block,
                     id: args.id.clone(),
                     rewind,
+                    force: args.force,
                 },
             )?;
             (moved.from, moved.to)
         }
         None => {
             let store = open_store(config)?;
+            let id = args.id.as_deref().map(parse_graph_id).transpose()?;
+            let head = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(check_cursor_move(
+                    &store,
+                    config,
+                    &args.name,
+                    args.block,
+                    id.as_deref(),
+                    rewind,
+                    args.force,
+                ))?;
             // A refused move is the operator asking for the wrong direction: a usage error.
             apply_cursor_move(
                 &store,
@@ -479,6 +649,7 @@ fn move_cursor(config: &Config, args: &MoveArgs, rewind: bool) -> anyhow::Result
                 args.block,
                 args.id.as_deref(),
                 rewind,
+                head,
             )
             .map_err(|e| match e.downcast::<StateError>() {
                 Ok(e @ (StateError::CursorBackwards { .. } | StateError::NotARewind { .. })) => {

@@ -238,6 +238,21 @@ pub fn store_gauges(r: &StatusReport, started_secs: f64) -> String {
             e.sample("nifty_lag_blocks", &[("source", &s.name)], b as f64);
         }
     }
+    e.family(
+        "nifty_cursor_ahead_blocks",
+        "Blocks a source's cursor stands beyond its head: blocks claimed done that the \
+         source has not produced. Nothing is scraped while it is above 0.",
+    );
+    for s in &following {
+        if s.head.is_some() {
+            let ahead = s.ahead.unwrap_or(0);
+            e.sample(
+                "nifty_cursor_ahead_blocks",
+                &[("source", &s.name)],
+                ahead as f64,
+            );
+        }
+    }
     e.family("nifty_store_disk_bytes", "Bytes the store takes on disk.")
         .sample("nifty_store_disk_bytes", &[], r.disk_bytes as f64);
     e.out

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nifty_scraper::backfill::{Backfill, Plan};
+use nifty_scraper::backfill::{Backfill, Plan, check_job_name, job_exists};
 use nifty_scraper::graph::{GraphClient, GraphClientConfig};
 use nifty_scraper::retry::Backoff;
 use nifty_scraper::rpc::{ChainClient, ChainClientConfig};
 use nifty_scraper::{Client, Ctx, Progress, Stop};
-use nifty_state::{RunOutcome, RunRecord};
+use nifty_state::{JobSettings, RunOutcome, RunRecord, Store};
 use nifty_upstream::Secrets;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -109,6 +109,80 @@ fn resolve_source(config: &Config, args: &BackfillArgs) -> anyhow::Result<(Strin
     Ok((name, src))
 }
 
+/// The source of a resumed job that saved its settings: those settings, under any flag the
+/// resume command gives; a configured source of the job's name supplies the rest of its
+/// keys and its secrets (its URL too, when the job was started with it).
+fn resume_source(
+    config: &Config,
+    args: &BackfillArgs,
+    job: &str,
+    saved: &JobSettings,
+) -> anyhow::Result<(String, SourceConfig)> {
+    let mut eff = args.clone();
+    let name = eff
+        .source
+        .get_or_insert_with(|| saved.source.clone())
+        .clone();
+    if eff.graph.is_none() && eff.rpc.is_none() {
+        let configured = config
+            .sources
+            .get(&name)
+            .filter(|s| s.kind.to_string() == saved.kind && s.shown_url() == saved.url);
+        if configured.is_none() {
+            if saved.url_redacted {
+                return Err(UsageError(format!(
+                    "job {job:?} was started with a URL that carried a secret ({}), which the \
+                     store does not keep; give it again with --{} URL",
+                    saved.url, saved.kind
+                ))
+                .into());
+            }
+            match saved.kind.as_str() {
+                "rpc" => eff.rpc = Some(saved.url.clone()),
+                _ => eff.graph = Some(saved.url.clone()),
+            }
+        }
+    }
+    eff.page_size = eff.page_size.or(Some(saved.page_size));
+    eff.batch_size = eff.batch_size.or(Some(saved.batch_size));
+    eff.confirmations = eff.confirmations.or(Some(saved.confirmations));
+    eff.timeout_ms = eff.timeout_ms.or(Some(saved.timeout_ms));
+    resolve_source(config, &eff)
+}
+
+/// What a new job saves of its source: no API key, and the URL as shown.
+fn job_settings(source: &str, src: &SourceConfig) -> JobSettings {
+    let shown = src.shown_url();
+    JobSettings {
+        source: source.to_owned(),
+        kind: src.kind.to_string(),
+        url_redacted: shown != src.url,
+        url: shown,
+        page_size: src.page_size,
+        batch_size: src.batch_size,
+        confirmations: src.confirmations,
+        timeout_ms: src.timeout_ms,
+    }
+}
+
+/// A job name check's error as a usage error (exit 2).
+fn job_name(job: &str) -> anyhow::Result<()> {
+    check_job_name(job).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// The default name of a new job: `SOURCE-<unix millis>`, or the next free millisecond
+/// when a job of that name exists.
+fn default_job(store: &Store, source: &str, now: u64) -> anyhow::Result<String> {
+    let mut ms = now;
+    loop {
+        let name = format!("{source}-{ms}");
+        if !job_exists(store, &name)? {
+            return Ok(name);
+        }
+        ms += 1;
+    }
+}
+
 /// A source check's error in the words of the flag that set the value, when a flag did.
 fn flag_error(e: crate::config::ConfigError, args: &BackfillArgs) -> anyhow::Error {
     if let crate::config::ConfigError::Invalid {
@@ -137,13 +211,22 @@ fn flag_error(e: crate::config::ConfigError, args: &BackfillArgs) -> anyhow::Err
 /// use is a usage error (exit 2), like the same mistake in the config file.
 /// `secrets` is every configured secret ([`Config::secrets`]); the client adds its own.
 pub fn source_client(src: &SourceConfig, secrets: &Secrets) -> anyhow::Result<Client> {
+    source_client_with(src, secrets, Backoff::default())
+}
+
+/// [`source_client`] retrying by `backoff`.
+pub fn source_client_with(
+    src: &SourceConfig,
+    secrets: &Secrets,
+    backoff: Backoff,
+) -> anyhow::Result<Client> {
     let usage = |e: nifty_scraper::ScrapeError| UsageError(e.to_string());
     Ok(match src.kind {
         SourceKind::Graph => GraphClient::new(GraphClientConfig {
             url: src.url.clone(),
             api_key: src.api_key.clone(),
             timeout: Duration::from_millis(src.timeout_ms),
-            backoff: Backoff::default(),
+            backoff: backoff.clone(),
             secrets: secrets.with(src.secret_values()),
             max_row_bytes: src.max_row_bytes,
         })
@@ -167,7 +250,7 @@ pub fn source_client(src: &SourceConfig, secrets: &Secrets) -> anyhow::Result<Cl
                 url: src.url.clone(),
                 api_key: src.api_key.clone(),
                 timeout: Duration::from_millis(src.timeout_ms),
-                backoff: Backoff::default(),
+                backoff,
                 contracts,
                 batch_size: src.batch_size as usize,
                 multicall,
@@ -317,8 +400,24 @@ fn progress_task(
 
 /// `nifty backfill`.
 pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
-    let (source, src) = resolve_source(config, args)?;
-    let store = open_store(config)?;
+    for job in [&args.job, &args.resume].into_iter().flatten() {
+        job_name(job)?;
+    }
+    let (source, src, store) = match &args.resume {
+        Some(job) => {
+            let store = open_store(config)?;
+            let (source, src) = match store.job_settings(job)? {
+                Some(saved) => resume_source(config, args, job, &saved)?,
+                // A job saved by an older build resumes from the config, as it always did.
+                None => resolve_source(config, args)?,
+            };
+            (source, src, store)
+        }
+        None => {
+            let (source, src) = resolve_source(config, args)?;
+            (source, src, open_store(config)?)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -337,20 +436,36 @@ pub fn backfill(config: &Config, args: &BackfillArgs) -> anyhow::Result<()> {
         let bf = match &args.resume {
             Some(job) => Backfill::resume(&ctx, job)?,
             None => {
-                let job = args
-                    .job
-                    .clone()
-                    .unwrap_or_else(|| format!("{source}-{}", now_ms() / 1000));
+                let job = match &args.job {
+                    Some(j) => j.clone(),
+                    None => default_job(&store, &source, now_ms())?,
+                };
+                job_name(&job)?;
+                if job_exists(&store, &job)? {
+                    return Err(UsageError(format!(
+                        "a backfill job named {job:?} exists; resume it with --resume {job}"
+                    ))
+                    .into());
+                }
                 let to = match args.to {
                     ToBlock::Head => None,
                     ToBlock::Block(b) => Some(b),
                 };
                 let snap = client.snapshot(src.confirmations).await?;
+                if src.confirmations > snap.head {
+                    return Err(UsageError(format!(
+                        "confirmations {}: more than the head block {} of source {source:?}, \
+                         so no block would be final; use at most {}",
+                        src.confirmations, snap.head, snap.head
+                    ))
+                    .into());
+                }
                 let plan = Plan {
                     job,
                     from: args.from.unwrap_or(src.start_block),
                     to,
                     partitions: usize::from(args.workers),
+                    settings: Some(job_settings(&source, &src)),
                 };
                 Backfill::create(&ctx, &plan, snap.block).map_err(|e| UsageError(e.to_string()))?
             }

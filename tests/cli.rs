@@ -245,7 +245,8 @@ fn cursors_move_forward_with_set_and_back_only_with_rewind() {
     let id = "0xAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_12";
     let (code, out, err) = text(&nifty(
         d.path(),
-        &["cursor", "set", "main", "100", "--id", id],
+        // Its endpoint does not answer: only --force moves it.
+        &["cursor", "set", "main", "100", "--id", id, "--force"],
         &[],
     ));
     assert_eq!(code, 0, "{err}");
@@ -304,7 +305,15 @@ fn json_logs_are_json_and_secrets_never_appear() {
     ];
     let o = nifty(
         d.path(),
-        &["--log-format", "json", "cursor", "set", "main", "3"],
+        &[
+            "--log-format",
+            "json",
+            "cursor",
+            "set",
+            "main",
+            "3",
+            "--force",
+        ],
         &env,
     );
     let (code, out, err) = text(&o);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-use nifty_state::{Cursor, Position};
+use nifty_state::{Cursor, JobSettings, Position, Store};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -30,6 +30,8 @@ pub struct Plan {
     pub to: Option<u64>,
     /// Partitions to start with (one per worker).
     pub partitions: usize,
+    /// What the job is started with, saved beside its cursors for `--resume`.
+    pub settings: Option<JobSettings>,
 }
 
 /// The cursor-name prefix of a job.
@@ -58,6 +60,14 @@ pub fn check_job_name(job: &str) -> Result<()> {
 /// and its end `to`. It never moves; partitions do.
 pub fn job_record(job: &str) -> String {
     format!("backfill/{job}")
+}
+
+/// Whether a job of this name exists in the store: its range record, any cursor under its
+/// prefix, or its saved settings.
+pub fn job_exists(store: &Store, job: &str) -> Result<bool> {
+    Ok(store.cursor(&job_record(job))?.is_some()
+        || !store.cursors_with_prefix(&job_prefix(job))?.is_empty()
+        || store.job_settings(job)?.is_some())
 }
 
 /// A job's partition cursors: exactly `backfill/<job>/<digits>`.
@@ -89,6 +99,8 @@ pub struct Backfill {
 impl Backfill {
     /// Creates a job's partition cursors (all in one transaction) over `[from, to]`.
     pub fn create(ctx: &Ctx, plan: &Plan, snapshot_block: u64) -> Result<Backfill> {
+        // The rule `resume` applies: a job it would refuse by name is never created.
+        check_job_name(&plan.job)?;
         let to = plan.to.unwrap_or(snapshot_block);
         if to > snapshot_block {
             return Err(ScrapeError::Invalid(format!(
@@ -101,11 +113,7 @@ impl Backfill {
                 plan.from
             )));
         }
-        if !ctx
-            .store
-            .cursors_with_prefix(&job_prefix(&plan.job))?
-            .is_empty()
-        {
+        if job_exists(&ctx.store, &plan.job)? {
             return Err(ScrapeError::Invalid(format!(
                 "a backfill job named {:?} exists; resume it with --resume {}",
                 plan.job, plan.job
@@ -136,8 +144,11 @@ impl Backfill {
         };
         let mut all = cursors.clone();
         all.push((job_record(&plan.job), record));
-        // The range record and every partition in one transaction.
-        ctx.store.create_cursors(&all)?;
+        // The range record, every partition and the settings in one transaction.
+        match &plan.settings {
+            Some(settings) => ctx.store.create_job(&plan.job, settings, &all)?,
+            None => ctx.store.create_cursors(&all)?,
+        }
         info!(job = %plan.job, from = plan.from, to, partitions = cursors.len(), "backfill job created");
         Ok(Self::from_cursors(&plan.job, cursors))
     }

@@ -379,6 +379,10 @@ pub struct CursorMove {
     /// Move backwards on purpose (a rewind); otherwise the move must go forward.
     #[serde(default)]
     pub rewind: bool,
+    /// Allow a forward move past the source's head (at most 100000 blocks), or one whose
+    /// head cannot be asked.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// The answer to a cursor move.
@@ -442,6 +446,22 @@ async fn move_cursor(
         })?),
         None => None,
     };
+    let id = mv
+        .id
+        .as_deref()
+        .map(crate::commands::parse_graph_id)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let head = crate::commands::check_cursor_move(
+        &state.inner.store,
+        &state.inner.config,
+        &source,
+        mv.block,
+        id.as_deref(),
+        mv.rewind,
+        mv.force,
+    )
+    .await?;
     let moved = blocking(&state, move |i| {
         // Held until the write lands, even if the client goes away meanwhile.
         let _held = _held;
@@ -452,6 +472,7 @@ async fn move_cursor(
             mv.block,
             mv.id.as_deref(),
             mv.rewind,
+            head,
         )?;
         Ok(CursorMoved {
             cursor: source,

@@ -17,8 +17,8 @@ mod store;
 pub use error::{Result, SHOWN_CHARS, StateError, shown};
 pub use keys::{Address, OutboxKey, Queue, TokenId, TokenKey};
 pub use model::{
-    Contract, Cursor, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token, TokenStatus,
-    UnixMillis, WorkItem,
+    Contract, Cursor, JobSettings, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token,
+    TokenStatus, UnixMillis, WorkItem,
 };
 pub use store::{
     AnalysisRecord, Audit, Counts, DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, DISK_BYTES_MAX_AGE,

@@ -93,6 +93,38 @@ impl Cursor {
     pub fn lag(&self) -> Option<u64> {
         self.head.map(|h| h.saturating_sub(self.position.block))
     }
+
+    /// Blocks the cursor stands beyond the last seen head: `None` unless it claims blocks
+    /// the source has not produced (the start of `head + 1` is exactly caught up).
+    pub fn ahead(&self) -> Option<u64> {
+        self.head
+            .map(|h| self.position.block.saturating_sub(h.saturating_add(1)))
+            .filter(|a| *a > 0)
+    }
+}
+
+/// What a backfill job was started with, kept in the `jobs` tree beside its cursors so
+/// that `--resume` needs none of the flags again. Never a secret: `url` is the URL as shown
+/// (the parts that may carry a key redacted) and no API key is kept.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+pub struct JobSettings {
+    /// The source name recorded on tokens.
+    pub source: String,
+    /// `graph` or `rpc`.
+    pub kind: String,
+    /// The endpoint, its secrets redacted.
+    pub url: String,
+    /// Whether redacting changed `url`: then it cannot be used as it is kept, and the
+    /// configured source (or a flag) must give the URL again.
+    pub url_redacted: bool,
+    /// Tokens per request (graph) or blocks of the first log query (rpc).
+    pub page_size: u32,
+    /// rpc: calls per batch.
+    pub batch_size: u32,
+    /// Blocks behind the head treated as final.
+    pub confirmations: u64,
+    /// Milliseconds one request may take.
+    pub timeout_ms: u64,
 }
 
 /// Where a token is in its journey from scraped to pinned.

@@ -28,8 +28,8 @@ use crate::counters::{self, Deltas};
 use crate::error::{Result, StateError};
 use crate::keys::{Address, OutboxKey, Queue, TokenKey, hex};
 use crate::model::{
-    Contract, Cursor, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token, TokenStatus,
-    UnixMillis, WorkItem, decode, encode,
+    Contract, Cursor, JobSettings, PinRecord, PinStatus, Position, RunOutcome, RunRecord, Token,
+    TokenStatus, UnixMillis, WorkItem, decode, encode,
 };
 
 /// The schema version this build reads and writes. Bump it when a key layout or record
@@ -343,6 +343,9 @@ struct Trees {
     failures: sled::Tree,
     /// A chain source's recent blocks and the tokens it stored from them (see `chain`).
     chain: sled::Tree,
+    /// Backfill job name → the [`JobSettings`] it was started with. Jobs created by an
+    /// older build have none.
+    jobs: sled::Tree,
 }
 
 /// nifty's store. Cheap to clone; all clones share one database and one lock.
@@ -520,6 +523,7 @@ impl Store {
             pin_pending: db.open_tree("pin_pending")?,
             failures: db.open_tree("failures")?,
             chain: db.open_tree("chain")?,
+            jobs: db.open_tree("jobs")?,
         };
         match t.meta.get(META_SCHEMA)? {
             Some(v) => {
@@ -799,13 +803,24 @@ impl Store {
 
     /// Moves a cursor forward (or creates it) by operator request.
     pub fn set_cursor(&self, name: &str, position: Position, now: UnixMillis) -> Result<Cursor> {
-        self.move_cursor(name, position, now, false)
+        self.move_cursor(name, position, now, false, None)
+    }
+
+    /// [`Store::set_cursor`] that also records the source's head block, just seen.
+    pub fn set_cursor_seen(
+        &self,
+        name: &str,
+        position: Position,
+        head: u64,
+        now: UnixMillis,
+    ) -> Result<Cursor> {
+        self.move_cursor(name, position, now, false, Some(head))
     }
 
     /// Moves a cursor backwards by explicit operator request. Tokens past the new position
     /// stay stored; re-scraping them finds them as duplicates, so nothing is stored twice.
     pub fn rewind_cursor(&self, name: &str, position: Position, now: UnixMillis) -> Result<Cursor> {
-        self.move_cursor(name, position, now, true)
+        self.move_cursor(name, position, now, true, None)
     }
 
     fn move_cursor(
@@ -814,6 +829,7 @@ impl Store {
         position: Position,
         now: UnixMillis,
         rewind: bool,
+        head: Option<u64>,
     ) -> Result<Cursor> {
         self.writable()?;
         let r = self.t.cursors.transaction(|cur| {
@@ -842,6 +858,9 @@ impl Store {
             };
             next.position = position.clone();
             next.updated_ms = now;
+            if head.is_some() {
+                next.head = head;
+            }
             cur.insert(name, tx_encode("cursor", &next)?)?;
             Ok(next)
         });
@@ -873,6 +892,56 @@ impl Store {
         });
         self.io(tx_result(r))?;
         self.durable()
+    }
+
+    /// Creates a backfill job: its cursors and the settings it was started with, in one
+    /// transaction, refusing if any of the cursors (or a settings record of that job)
+    /// exists already.
+    pub fn create_job(
+        &self,
+        job: &str,
+        settings: &JobSettings,
+        cursors: &[(String, Cursor)],
+    ) -> Result<()> {
+        let mut encoded = Vec::with_capacity(cursors.len());
+        for (name, c) in cursors {
+            encoded.push((name.as_str(), encode("cursor", c)?));
+        }
+        let settings = encode("job settings", settings)?;
+        self.writable()?;
+        let t = &self.t;
+        let r = (&t.cursors, &t.jobs).transaction(|(cur, jobs)| {
+            let exists = |what: &'static str, name: &str| {
+                abort(StateError::Invalid {
+                    what,
+                    value: name.to_owned(),
+                    reason: "exists already".into(),
+                })
+            };
+            if jobs.get(job)?.is_some() {
+                return exists("backfill job", job);
+            }
+            for (name, bytes) in &encoded {
+                if cur.get(name)?.is_some() {
+                    return exists("cursor", name);
+                }
+                cur.insert(*name, &bytes[..])?;
+            }
+            jobs.insert(job, &settings[..])?;
+            Ok(())
+        });
+        self.io(tx_result(r))?;
+        self.durable()
+    }
+
+    /// The settings a backfill job was started with; `None` for a job created before they
+    /// were kept (or no such job).
+    pub fn job_settings(&self, job: &str) -> Result<Option<JobSettings>> {
+        self.t
+            .jobs
+            .get(job)?
+            .map(|v| decode("jobs", job.as_bytes(), &v))
+            .transpose()
     }
 
     /// Work stealing: in one transaction, shrinks `victim`'s end to `victim_end` and

@@ -369,7 +369,11 @@
               isInt(s.snapshot) ? h('span', { class: 'faint', title: 'the head minus the confirmations: as far as this source goes' }, `snapshot ${fmt(s.snapshot)}`) : null)),
           h('td', { class: 'r', 'data-label': 'cursor block' }, num(`sources.${name}.cursor_block`, cur)),
           h('td', { class: 'r', 'data-label': 'head' }, num(`sources.${name}.head`, s.head)),
-          h('td', { class: `r ${lagClass(s.lag)}`, 'data-label': 'lag' }, num(`sources.${name}.lag`, s.lag)),
+          isInt(s.ahead) && s.ahead > 0
+            // A cursor past the head claims blocks the source has not produced: nothing
+            // is scraped until the head passes it, so it is shown, not counted as lag 0.
+            ? h('td', { class: 'r lag-bad ahead', 'data-label': 'lag', title: `the cursor is ${fmt(s.ahead)} blocks past the head ${fmt(s.head)}: nothing is scraped until the head passes it (nifty cursor rewind moves it back)` }, `ahead by ${fmt(s.ahead)}`)
+            : h('td', { class: `r ${lagClass(s.lag)}`, 'data-label': 'lag' }, num(`sources.${name}.lag`, s.lag)),
           h('td', { class: 'r', 'data-label': 'tokens' }, num(`sources.${name}.tokens`, s.tokens)),
           h('td', { class: 'r muted hide-narrow', title: stamp(s.updated_ms) }, ago(s.updated_ms, now)));
       });
