@@ -140,7 +140,12 @@ fn main() {
 
     // A hostile subgraph: pages of 1,000 rows answered with 500 MB each.
     let rss: Vec<f64> = (0..runs)
-        .map(|_| hostile_backfill(1)["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6)
+        .map(|_| {
+            hostile_backfill(1)["peak_rss_bytes"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                / 1e6
+        })
         .collect();
     println!(
         "  hostile page    {:>9.1} MB peak RSS, 500 MB pages, 1 worker (runs: {rss:?})",

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const NIFTY: &str = env!("CARGO_BIN_EXE_nifty");
 const SOURCE: &str = "[sources.main]\nkind = \"graph\"\nurl = \"http://127.0.0.1:9/graphql\"\n";
@@ -23,6 +24,33 @@ fn nifty(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     cmd.envs(env.iter().copied()).output().unwrap()
+}
+
+/// [`nifty`] for a command that should end by itself: killed after `limit` (a daemon
+/// that started when it should have refused to), which then shows as exit code -1.
+fn within(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = Command::new(NIFTY);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NIFTY_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }
 
 fn text(o: &Output) -> (i32, String, String) {
@@ -132,7 +160,12 @@ fn a_short_admin_token_stops_the_daemon_at_start_naming_its_variable() {
         "[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_env = \"CARELESS_ADMIN\"\n[jobs]\nrun_at_start = false\n",
     );
     for token in ["x", "fifteen-bytes!!"] {
-        let (code, out, err) = text(&nifty(d.path(), &["run"], &[("CARELESS_ADMIN", token)]));
+        let (code, out, err) = text(&within(
+            d.path(),
+            &["run"],
+            &[("CARELESS_ADMIN", token)],
+            Duration::from_secs(20),
+        ));
         assert_eq!(code, 2, "{token:?}: {out} {err}");
         assert!(
             err.contains("CARELESS_ADMIN") && err.contains("16 bytes"),
